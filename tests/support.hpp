@@ -1,0 +1,34 @@
+// Test helpers shared by every test file.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+namespace adfw::test {
+
+/// ../shared from the project root, or $ADFW_SHARED.
+std::filesystem::path shared_root();
+/// True under CI=true, where missing shared material is a failure, not a skip.
+bool in_ci();
+/// A fresh, empty temporary directory (removed at process exit).
+std::filesystem::path temp_dir(const std::string& tag);
+/// The built plugin folder (build/lib/adfw/plugins) and the adfw executable.
+std::filesystem::path plugin_dir();
+std::filesystem::path cli_path();
+/// Loads the built-in plugins once (for tests that use the registries).
+void load_builtin_plugins();
+
+}  // namespace adfw::test
+
+/// Declares `var` = shared_root()/rel. When it is missing: FAIL under CI=true, otherwise
+/// WARN("skipped: ...") and return from the test case.
+#define ADFW_REQUIRE_SHARED(var, rel)                                                      \
+  const std::filesystem::path var = ::adfw::test::shared_root() / (rel);                   \
+  if (!std::filesystem::exists(var)) {                                                     \
+    if (::adfw::test::in_ci()) FAIL("shared material missing under CI: " << var.string());  \
+    WARN("skipped: shared material not found: " << var.string() << " (set ADFW_SHARED)");  \
+    return;                                                                                \
+  }
