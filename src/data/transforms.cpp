@@ -66,6 +66,9 @@ Transform::Transform(TransformOptions o) : opt_(std::move(o)) {
       if (!(s > 0)) throw ConfigError("transforms.std: every value must be > 0");
     mean_.assign(opt_.mean.begin(), opt_.mean.end());
     std_.assign(opt_.std.begin(), opt_.std.end());
+  } else if (opt_.normalize == "auto") {
+    throw ConfigError("transforms.normalize = \"auto\" must be resolved from the method's backbone before images "
+                      "are loaded; name the normalisation (imagenet, mobilenet, none, custom) when using the loader directly");
   } else if (opt_.normalize != "none") {
     throw ConfigError("transforms.normalize: unknown '" + opt_.normalize + "'." +
                       suggest_from(opt_.normalize, {"imagenet", "none", "mobilenet", "custom"}));

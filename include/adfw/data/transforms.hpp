@@ -68,8 +68,9 @@ struct TransformOptions {
     v("center_crop", center_crop, "crop this size from the centre after resizing; [] = no crop (default [])");
     v("normalize", normalize,
       "pixel normalisation: imagenet = (x-mean)/std with torchvision's ImageNet statistics, mobilenet = "
-      "x*2-1, none = 0..1, custom = the mean/std given here (default \"imagenet\")",
-      Check::one_of({"imagenet", "none", "mobilenet", "custom"}));
+      "x*2-1, none = 0..1, custom = the mean/std given here, auto = what the method's backbone declares "
+      "(experiment input only; default \"imagenet\", experiments default to \"auto\")",
+      Check::one_of({"imagenet", "none", "mobilenet", "custom", "auto"}));
     v("mean", mean, "per-channel mean (RGB, 0..1 scale) for normalize = \"custom\" (default [])");
     v("std", std, "per-channel standard deviation for normalize = \"custom\" (default [])");
     v("grayscale_to_rgb", grayscale_to_rgb, "decode grey images as three equal channels (default true)");

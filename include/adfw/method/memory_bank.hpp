@@ -1,0 +1,162 @@
+// Patch-feature building blocks of the training-free methods: PatchCore's local aggregation,
+// coreset subsampling, exact k-nearest-neighbour scoring against a memory bank, and PaDiM's
+// per-position Gaussians.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "adfw/core/options.hpp"
+
+namespace adfw {
+
+// ---------------------------------------------------------------------------------------------
+// Feature aggregation (PatchCore, Roth et al. CVPR 2022; patchcore-inspection
+// src/patchcore/patchcore.py `_embed`, common.py `PatchMaker`, `MeanMapper`, `Aggregator`)
+// ---------------------------------------------------------------------------------------------
+struct PatchAggregationOptions {
+  int patch_size = 3;
+  int64_t layer_dim = 1024;
+  int64_t target_dim = 1024;
+  template <class V>
+  void fields(V& v) {
+    v("patch_size", patch_size, "local neighbourhood (p x p) aggregated around each position (default 3)",
+      Check::at_least(1));
+    v("layer_dim", layer_dim,
+      "each layer's flattened C*p*p neighbourhood is average-pooled to this length (reference: "
+      "pretrain_embed_dimension, default 1024)",
+      Check::at_least(1));
+    v("target_dim", target_dim,
+      "the concatenated layer vectors are average-pooled to this length (reference: target_embed_dimension, "
+      "default 1024)",
+      Check::at_least(1));
+  }
+};
+
+/// Turns feature maps (in `layers` order; the first sets the patch grid) into patch features
+/// (N, h, w, target_dim): unfold p x p neighbourhoods (zero padding p/2), bilinearly upsample
+/// deeper layers' unfolded maps to the first layer's grid, adaptive-average-pool each layer's
+/// C*p*p vector to layer_dim, concatenate, pool to target_dim.
+torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& layers,
+                                const PatchAggregationOptions& o);
+
+// ---------------------------------------------------------------------------------------------
+// Coreset subsampling
+// ---------------------------------------------------------------------------------------------
+struct CoresetOptions {
+  double ratio = 0.1;
+  int64_t projection_dim = 128;
+  int64_t starting_points = 10;
+  std::string kind = "approximate_greedy";
+  template <class V>
+  void fields(V& v) {
+    v("ratio", ratio, "fraction of training patches kept in the memory bank (default 0.1; 1 = keep all)",
+      Check::range(0, 1));
+    v("projection_dim", projection_dim,
+      "random linear projection used to measure distances during selection (reference: 128; 0 = none)",
+      Check::at_least(0));
+    v("starting_points", starting_points,
+      "approximate greedy: random points whose mean distance initialises the coverage (reference: 10)",
+      Check::at_least(1));
+    v("kind", kind,
+      "approximate_greedy (reference PatchCore sampler), greedy (exact k-center start: one random point), random",
+      Check::one_of({"approximate_greedy", "greedy", "random"}));
+  }
+};
+
+/// Indices (into rows of `features` (n, d)) of the selected coreset, in selection order.
+/// Greedy k-center: repeatedly take the point farthest from everything selected so far, with
+/// distances measured after a random projection to projection_dim (seeded by `seed`).
+std::vector<int64_t> select_coreset(const torch::Tensor& features, const CoresetOptions& o, uint64_t seed);
+
+/// The greedy k-center loop on already projected features with given starting coverage
+/// distances (exposed for testing against a brute-force reference).
+std::vector<int64_t> greedy_k_center(const torch::Tensor& projected, torch::Tensor min_distance, int64_t count);
+
+// ---------------------------------------------------------------------------------------------
+// Exact k-nearest-neighbour search against a memory bank
+// ---------------------------------------------------------------------------------------------
+struct KnnOptions {
+  int64_t k = 1;
+  std::string distance = "squared_l2";
+  std::string backend = "auto";
+  bool fp16_bank = false;
+  int64_t chunk = 8192;
+  template <class V>
+  void fields(V& v) {
+    v("k", k, "nearest neighbours averaged into a patch score (reference: anomaly_scorer_num_nn = 1)",
+      Check::at_least(1));
+    v("distance", distance,
+      "squared_l2 (what the reference's faiss IndexFlatL2 returns), l2, or cosine (1 - cosine similarity)",
+      Check::one_of({"squared_l2", "l2", "cosine"}));
+    v("backend", backend, "auto (faiss when built with it), faiss, or torch (chunked matmuls, bounded memory)",
+      Check::one_of({"auto", "faiss", "torch"}));
+    v("fp16_bank", fp16_bank, "store the bank in float16 (half the memory; distances computed in float32)");
+    v("chunk", chunk, "torch backend: bank rows per distance block (bounds memory to queries x chunk)",
+      Check::at_least(1));
+  }
+};
+
+class MemoryBank {
+ public:
+  explicit MemoryBank(KnnOptions o = {});
+  ~MemoryBank();
+  MemoryBank(MemoryBank&&) noexcept;
+  MemoryBank& operator=(MemoryBank&&) noexcept;
+
+  /// Replaces the bank with `features` (n, d) float32.
+  void set(torch::Tensor features);
+  int64_t size() const;
+  int64_t dim() const;
+  const torch::Tensor& features() const { return bank_; }
+
+  /// Distances to the k nearest bank rows for each query row (m, d) -> (m, k), ascending.
+  torch::Tensor search(const torch::Tensor& queries) const;
+  /// Mean of the k nearest distances per query -> (m,).
+  torch::Tensor score(const torch::Tensor& queries) const;
+  std::string backend_in_use() const;
+
+ private:
+  torch::Tensor search_torch(const torch::Tensor& q) const;
+  KnnOptions opt_;
+  torch::Tensor bank_;
+  torch::Tensor bank_sq_norms_;
+  struct Faiss;
+  std::unique_ptr<Faiss> faiss_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Per-position Gaussians (PaDiM, Defard et al. ICPR 2021; xiahaifeng1995 main.py)
+// ---------------------------------------------------------------------------------------------
+struct PatchGaussianOptions {
+  double regularization = 0.01;
+  template <class V>
+  void fields(V& v) {
+    v("regularization", regularization, "added to every covariance diagonal (reference: 0.01 I)", Check::positive());
+  }
+};
+
+class PatchGaussian {
+ public:
+  explicit PatchGaussian(PatchGaussianOptions o = {}) : opt_(o) {}
+  /// Accumulates embeddings (N, d, h, w) in float64 (streaming: memory is positions x d x d).
+  void accumulate(const torch::Tensor& embeddings);
+  /// Mean, covariance + reg I, and the inverse Cholesky factor per position.
+  void finalize();
+  /// Mahalanobis distance per position (N, h, w).
+  torch::Tensor distance(const torch::Tensor& embeddings) const;
+  int64_t count() const { return n_; }
+  const torch::Tensor& mean() const { return mean_; }         ///< (P, d)
+
+ private:
+  PatchGaussianOptions opt_;
+  int64_t n_ = 0, h_ = 0, w_ = 0, d_ = 0;
+  torch::Tensor sum_, sum_outer_;
+  torch::Tensor mean_, inv_chol_;
+};
+
+}  // namespace adfw

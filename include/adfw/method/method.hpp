@@ -1,0 +1,82 @@
+// Methods: pipelines that wire registered parts together (backbone, synthesizer, networks,
+// losses, scorer, post-processing) and turn images into anomaly maps and image scores.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "adfw/core/rng.hpp"
+#include "adfw/data/loader.hpp"
+#include "adfw/data/sample.hpp"
+#include "adfw/data/transforms.hpp"
+
+namespace adfw {
+
+/// Caps that shrink any experiment (the smoke preset sets them); 0 = no cap.
+struct LimitsOptions {
+  int64_t train_images = 0;
+  int64_t test_images = 0;
+  int64_t epochs = 0;
+  int64_t steps = 0;
+  template <class V>
+  void fields(V& v) {
+    v("train_images", train_images, "use at most this many training images, chosen deterministically (0 = all)",
+      Check::at_least(0));
+    v("test_images", test_images,
+      "evaluate on at most this many test images, keeping normal and anomalous ones (0 = all)", Check::at_least(0));
+    v("epochs", epochs, "cap on training epochs of trained methods (0 = the method's own count)", Check::at_least(0));
+    v("steps", steps, "cap on optimisation steps of trained methods (0 = no cap)", Check::at_least(0));
+  }
+};
+
+/// What every part of a run may need to know.
+struct RunContext {
+  std::filesystem::path dir;  ///< the run folder ("" when running without one, e.g. from C++)
+  SeedStreams seeds;
+  torch::Device device = torch::kCPU;
+  int threads = 1;
+  int loader_workers = 2;
+  LimitsOptions limits;
+  bool resume = false;  ///< continue from the run folder's checkpoint when there is one
+};
+
+/// Handed to Method::fit: the training data and how to load it.
+struct FitContext {
+  const RunContext& run;
+  std::vector<SampleInfo> train;  ///< the training split (limits applied)
+  std::vector<SampleInfo> val;    ///< held-out validation samples (empty unless configured)
+  TransformOptions transforms;    ///< the experiment's input pipeline, normalisation resolved
+
+  /// A loader over `samples` with the experiment's transforms and worker count.
+  std::unique_ptr<Loader> loader(const std::vector<SampleInfo>& samples, LoaderOptions options,
+                                 SampleHook hook = {}) const;
+};
+
+/// Anomaly maps and image scores for one batch.
+struct Prediction {
+  torch::Tensor maps;    ///< (N,1,H,W) float32 on CPU, at the batch's input resolution
+  torch::Tensor scores;  ///< (N,) float32 on CPU; larger = more anomalous
+};
+
+class Method {
+ public:
+  static constexpr const char* family = "method";
+  virtual ~Method() = default;
+
+  /// Input normalisation the method needs (a TransformOptions::normalize name, e.g. from its
+  /// backbone: "imagenet", "mobilenet", "none"), or "" to take the experiment's setting.
+  virtual std::string normalization() const { return ""; }
+  /// Learns from the training data: builds a memory bank, fits Gaussians or trains networks.
+  virtual void fit(FitContext& ctx) = 0;
+  /// Maps and scores for a batch of test images (already transformed).
+  virtual Prediction predict(const Batch& batch, const RunContext& ctx) = 0;
+  /// Facts about the fitted model for metrics.json (bank size, epochs trained, checkpoint rule).
+  virtual nlohmann::json summary() const { return nlohmann::json::object(); }
+};
+
+}  // namespace adfw

@@ -1,0 +1,181 @@
+#include "adfw/engine/experiment.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "adfw/core/error.hpp"
+#include "adfw/core/io.hpp"
+#include "adfw/core/log.hpp"
+#include "adfw/core/progress.hpp"
+#include "adfw/core/threads.hpp"
+#include "adfw/engine/evaluate.hpp"
+#include "adfw/engine/run_folder.hpp"
+
+namespace fs = std::filesystem;
+
+namespace adfw {
+
+std::unique_ptr<Loader> FitContext::loader(const std::vector<SampleInfo>& samples, LoaderOptions options,
+                                           SampleHook hook) const {
+  options.num_workers = run.loader_workers;
+  return std::make_unique<Loader>(samples, transforms, options, std::move(hook));
+}
+
+ExperimentOptions read_experiment(const LoadedConfig& config) {
+  ExperimentOptions e;
+  read_options(e, config.table, "");
+  if (e.method.empty())
+    throw ConfigError((config.sources.file.empty() ? std::string() : config.sources.file.string() + ": ") +
+                      "method: missing [method] table with a 'type' (see adfw list method)");
+  if (e.name.empty()) e.name = config.sources.file.stem().string();
+  if (e.name.empty()) e.name = "experiment";
+  return e;
+}
+
+torch::Device resolve_device(const std::string& name) {
+  const bool cuda = torch::cuda::is_available();
+  if (name == "cuda") {
+    if (!cuda) throw ConfigError("device = \"cuda\" but this LibTorch build has no usable CUDA device; use \"auto\" or \"cpu\"");
+    return torch::Device(torch::kCUDA);
+  }
+  if (name == "auto" && cuda) return torch::Device(torch::kCUDA);
+  return torch::Device(torch::kCPU);
+}
+
+std::vector<SampleInfo> limit_samples(std::vector<SampleInfo> samples, int64_t n, uint64_t seed) {
+  if (n <= 0 || static_cast<int64_t>(samples.size()) <= n) return samples;
+  // Shuffle each label group, then take from both in proportion (at least one of each when
+  // both exist) so a shrunken test set can still be scored.
+  std::vector<SampleInfo> normal, anomalous;
+  for (auto& s : samples) (s.label ? anomalous : normal).push_back(std::move(s));
+  std::mt19937_64 rng(seed);
+  std::shuffle(normal.begin(), normal.end(), rng);
+  std::shuffle(anomalous.begin(), anomalous.end(), rng);
+  const double total = double(normal.size() + anomalous.size());
+  int64_t n_anom = anomalous.empty() ? 0 : std::max<int64_t>(1, std::llround(n * anomalous.size() / total));
+  int64_t n_norm = std::min<int64_t>(normal.size(), n - n_anom);
+  if (!normal.empty() && n_norm == 0) {
+    n_norm = 1;
+    n_anom = std::max<int64_t>(0, n - 1);
+  }
+  n_anom = std::min<int64_t>(anomalous.size(), n_anom);
+  std::vector<SampleInfo> out(normal.begin(), normal.begin() + n_norm);
+  out.insert(out.end(), anomalous.begin(), anomalous.begin() + n_anom);
+  std::sort(out.begin(), out.end(), [](const SampleInfo& a, const SampleInfo& b) { return a.path < b.path; });
+  return out;
+}
+
+namespace {
+
+TransformOptions resolve_input(const ExperimentOptions& e, const Method& method) {
+  TransformOptions t = e.input;
+  if (t.normalize == "auto") {
+    const std::string wanted = method.normalization();
+    t.normalize = wanted.empty() ? "imagenet" : wanted;
+  }
+  return t;
+}
+
+nlohmann::json run_in_folder(const ExperimentOptions& e, const LoadedConfig& config, const RunFolder& folder,
+                             const RunRequest& req, int threads) {
+  RunContext ctx;
+  ctx.dir = folder.dir();
+  ctx.seeds.experiment = static_cast<uint64_t>(e.seed);
+  ctx.device = resolve_device(e.device);
+  ctx.threads = threads;
+  ctx.loader_workers = e.loader_workers;
+  ctx.limits = e.limits;
+  ctx.resume = req.resume;
+
+  auto dataset = e.data.make();
+  log_info("data: " + dataset->describe());
+  std::vector<SampleInfo> train = limit_samples(dataset->samples(Split::train), e.limits.train_images,
+                                                ctx.seeds.sampling());
+  std::vector<SampleInfo> test = limit_samples(dataset->samples(Split::test), e.limits.test_images,
+                                               derive_seed(ctx.seeds.experiment, "test_subset"));
+  std::vector<SampleInfo> val = dataset->samples(Split::val);
+
+  auto method = e.method.make();
+  FitContext fit{ctx, train, val, resolve_input(e, *method)};
+  log_info("method: " + e.method.type() + " on " + std::to_string(train.size()) + " training images, device " +
+           ctx.device.str() + ", " + std::to_string(threads) + " threads");
+  const auto t0 = std::chrono::steady_clock::now();
+  method->fit(fit);
+  const double fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // Inference over the test split.
+  LoaderOptions lo;
+  lo.batch_size = e.eval.batch_size;
+  auto loader = fit.loader(test, lo);
+  loader->start_epoch(0);
+  EvalInputs in;
+  Progress bar("test", static_cast<int64_t>(test.size()), "img");
+  const auto t1 = std::chrono::steady_clock::now();
+  while (auto batch = loader->next()) {
+    Prediction p = method->predict(*batch, ctx);
+    in.add(*batch, p);
+    bar.step(batch->size());
+  }
+  bar.finish();
+  const double test_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+
+  nlohmann::json protocol;
+  protocol["split"] = "test";
+  protocol["test_images"] = test.size();
+  protocol["train_images"] = train.size();
+  protocol["checkpoint"] = method->summary().value("checkpoint", "final model (no checkpoint selection)");
+  protocol["threshold_source"] =
+      "none fitted: AUROC/AP/AUPRO are threshold-free; F1-max is the best over all thresholds on the test set "
+      "(an oracle figure, as in the literature)";
+  protocol["fpr_limit"] = e.eval.fpr_limit;
+  protocol["seed"] = e.seed;
+  nlohmann::json timing = {{"fit_seconds", fit_seconds},
+                           {"test_seconds", test_seconds},
+                           {"test_images_per_second", test_seconds > 0 ? test.size() / test_seconds : 0.0}};
+  nlohmann::json metrics = evaluate_and_report(in, e.eval, folder.dir(), protocol);
+  metrics["method"] = method->summary();
+  metrics["timing"] = timing;
+  metrics["experiment"] = e.name;
+  metrics["run_id"] = folder.id();
+  metrics["run_folder"] = folder.dir().string();
+  if (!e.reference.table.empty()) {
+    std::ostringstream os;
+    os << toml::json_formatter(e.reference.table);
+    metrics["reference"] = nlohmann::json::parse(os.str());
+  }
+  write_json(folder.file("metrics.json"), metrics);
+  (void)config;
+  return metrics;
+}
+
+}  // namespace
+
+nlohmann::json run_experiment(const LoadedConfig& config, const RunRequest& req) {
+  ExperimentOptions e = read_experiment(config);
+  const int threads = configure_threads(req.threads >= 0 ? req.threads : e.threads);
+  const std::string output = req.output.empty() ? e.output : req.output;
+  RunFolder folder = RunFolder::open(output, e.name, req.run_id, req.resume);
+  set_log_file(folder.file("log.txt"));
+  // The resolved config (every default filled in) is what ran: `adfw run <folder>/config.toml`
+  // repeats the run as is.
+  toml::table resolved = write_options(e);
+  write_file_atomic(folder.file("config.toml"), "# resolved by adfw: every option of this run, defaults included\n" +
+                                                    to_toml_string(resolved));
+  write_json(folder.file("env.json"), environment_info(resolve_device(e.device).str(), threads, e.seed));
+  folder.set_state(RunState::running);
+  log_info("run folder: " + folder.dir().string());
+  try {
+    nlohmann::json m = run_in_folder(e, config, folder, req, threads);
+    folder.set_state(RunState::done);
+    set_log_file({});
+    return m;
+  } catch (const std::exception& ex) {
+    folder.set_state(RunState::failed, ex.what());
+    log(LogLevel::error, std::string("run failed: ") + ex.what());
+    set_log_file({});
+    throw;
+  }
+}
+
+}  // namespace adfw

@@ -1,0 +1,260 @@
+#include "adfw/method/memory_bank.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#if ADFW_HAVE_FAISS
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexScalarQuantizer.h>
+#endif
+
+#include "adfw/core/error.hpp"
+
+namespace F = torch::nn::functional;
+
+namespace adfw {
+
+// ---------------------------------------------------------------------------------------------
+// Aggregation
+// ---------------------------------------------------------------------------------------------
+torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& layers,
+                                const PatchAggregationOptions& o) {
+  if (layers.empty()) throw Error("aggregate_patches: no layers given");
+  const int p = o.patch_size;
+  const int pad = (p - 1) / 2;
+  int64_t n = 0, h0 = 0, w0 = 0;
+  std::vector<torch::Tensor> per_layer;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto it = maps.find(layers[i]);
+    if (it == maps.end()) throw Error("aggregate_patches: the backbone returned no feature map '" + layers[i] + "'");
+    torch::Tensor x = it->second.to(torch::kFloat32);
+    const int64_t c = x.size(1);
+    // (N, C*p*p, L) with the (C, p, p) order of the reference's patchify.
+    torch::Tensor unf = F::unfold(x, F::UnfoldFuncOptions({p, p}).padding(pad).stride(1));
+    const int64_t h = x.size(2) + 2 * pad - (p - 1), w = x.size(3) + 2 * pad - (p - 1);
+    unf = unf.view({x.size(0), c * p * p, h, w});
+    if (i == 0) {
+      n = x.size(0);
+      h0 = h;
+      w0 = w;
+    } else if (h != h0 || w != w0) {
+      unf = F::interpolate(unf, F::InterpolateFuncOptions()
+                                    .size(std::vector<int64_t>{h0, w0})
+                                    .mode(torch::kBilinear)
+                                    .align_corners(false));
+    }
+    // (N*h0*w0, 1, C*p*p) -> adaptive average pool over the flattened neighbourhood.
+    torch::Tensor flat = unf.permute({0, 2, 3, 1}).reshape({n * h0 * w0, 1, c * p * p});
+    per_layer.push_back(F::adaptive_avg_pool1d(flat, F::AdaptiveAvgPool1dFuncOptions(o.layer_dim)).squeeze(1));
+  }
+  torch::Tensor stacked = torch::stack(per_layer, 1);  // (M, layers, layer_dim)
+  torch::Tensor pooled = F::adaptive_avg_pool1d(stacked.reshape({stacked.size(0), 1, -1}),
+                                                F::AdaptiveAvgPool1dFuncOptions(o.target_dim));
+  return pooled.reshape({n, h0, w0, o.target_dim});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coreset
+// ---------------------------------------------------------------------------------------------
+namespace {
+/// Euclidean distances between every row of `a` (n, d) and row vector `b` (d), as the
+/// reference computes them: sqrt(clamp(|a|^2 - 2 a.b + |b|^2, 0)).
+torch::Tensor distances_to(const torch::Tensor& a, const torch::Tensor& a_sq, const torch::Tensor& b) {
+  return (a_sq - 2 * torch::mv(a, b) + b.dot(b)).clamp_min(0).sqrt();
+}
+}  // namespace
+
+std::vector<int64_t> greedy_k_center(const torch::Tensor& projected, torch::Tensor min_distance, int64_t count) {
+  torch::NoGradGuard ng;
+  const torch::Tensor sq = (projected * projected).sum(1);
+  std::vector<int64_t> selected;
+  selected.reserve(static_cast<std::size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t idx = min_distance.argmax().item<int64_t>();
+    selected.push_back(idx);
+    min_distance = torch::minimum(min_distance, distances_to(projected, sq, projected[idx]));
+  }
+  return selected;
+}
+
+std::vector<int64_t> select_coreset(const torch::Tensor& features, const CoresetOptions& o, uint64_t seed) {
+  torch::NoGradGuard ng;
+  const int64_t n = features.size(0);
+  const int64_t count = static_cast<int64_t>(static_cast<double>(n) * o.ratio);  // reference: int(len * percentage)
+  std::vector<int64_t> all(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) all[static_cast<std::size_t>(i)] = i;
+  if (o.ratio >= 1.0 || count >= n) return all;
+  if (count <= 0)
+    throw ConfigError("coreset ratio " + std::to_string(o.ratio) + " keeps no patch of " + std::to_string(n) +
+                      "; raise method.coreset.ratio");
+  std::mt19937_64 rng(seed);
+  if (o.kind == "random") {
+    std::shuffle(all.begin(), all.end(), rng);
+    all.resize(static_cast<std::size_t>(count));
+    return all;
+  }
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::Tensor x = features.to(torch::kFloat32).contiguous();
+  if (o.projection_dim > 0 && o.projection_dim < x.size(1)) {
+    // torch.nn.Linear's default initialisation (kaiming uniform, a = sqrt(5)): U(-1/sqrt(d), 1/sqrt(d)).
+    const double bound = 1.0 / std::sqrt(static_cast<double>(x.size(1)));
+    torch::Tensor w = torch::empty({o.projection_dim, x.size(1)}).uniform_(-bound, bound, gen);
+    x = torch::mm(x, w.t());
+  }
+  const torch::Tensor sq = (x * x).sum(1);
+  torch::Tensor min_distance;
+  if (o.kind == "approximate_greedy") {
+    const int64_t starts = std::min(o.starting_points, n);
+    std::vector<int64_t> perm = all;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    torch::Tensor acc = torch::zeros({n});
+    for (int64_t s = 0; s < starts; ++s) acc += distances_to(x, sq, x[perm[static_cast<std::size_t>(s)]]);
+    min_distance = acc / static_cast<double>(starts);
+  } else {
+    const int64_t start = static_cast<int64_t>(rng() % static_cast<uint64_t>(n));
+    min_distance = distances_to(x, sq, x[start]);
+  }
+  return greedy_k_center(x, min_distance, count);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory bank
+// ---------------------------------------------------------------------------------------------
+struct MemoryBank::Faiss {
+#if ADFW_HAVE_FAISS
+  std::unique_ptr<faiss::Index> index;
+#endif
+};
+
+MemoryBank::MemoryBank(KnnOptions o) : opt_(std::move(o)) {
+#if !ADFW_HAVE_FAISS
+  if (opt_.backend == "faiss") throw ConfigError("knn backend \"faiss\" asked for, but adfw was built without faiss");
+#endif
+}
+MemoryBank::~MemoryBank() = default;
+MemoryBank::MemoryBank(MemoryBank&&) noexcept = default;
+MemoryBank& MemoryBank::operator=(MemoryBank&&) noexcept = default;
+
+int64_t MemoryBank::size() const { return bank_.defined() ? bank_.size(0) : 0; }
+int64_t MemoryBank::dim() const { return bank_.defined() ? bank_.size(1) : 0; }
+
+std::string MemoryBank::backend_in_use() const { return faiss_ ? "faiss" : "torch"; }
+
+void MemoryBank::set(torch::Tensor features) {
+  torch::NoGradGuard ng;
+  if (features.dim() != 2 || features.size(0) == 0) throw Error("memory bank: expected a non-empty (n, d) feature matrix");
+  torch::Tensor f = features.to(torch::kFloat32).contiguous();
+  if (opt_.distance == "cosine") f = F::normalize(f, F::NormalizeFuncOptions().dim(1));
+  bank_ = opt_.fp16_bank ? f.to(torch::kFloat16) : f;
+  bank_sq_norms_ = (f * f).sum(1);
+  faiss_.reset();
+#if ADFW_HAVE_FAISS
+  if (opt_.backend != "torch") {
+    faiss_ = std::make_unique<Faiss>();
+    const int d = static_cast<int>(f.size(1));
+    const faiss::MetricType metric = opt_.distance == "cosine" ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+    if (opt_.fp16_bank) faiss_->index = std::make_unique<faiss::IndexScalarQuantizer>(d, faiss::ScalarQuantizer::QT_fp16, metric);
+    else if (metric == faiss::METRIC_L2) faiss_->index = std::make_unique<faiss::IndexFlatL2>(d);
+    else faiss_->index = std::make_unique<faiss::IndexFlatIP>(d);
+    if (!faiss_->index->is_trained) faiss_->index->train(f.size(0), f.data_ptr<float>());
+    faiss_->index->add(f.size(0), f.data_ptr<float>());
+  }
+#endif
+}
+
+torch::Tensor MemoryBank::search_torch(const torch::Tensor& q) const {
+  const int64_t k = std::min(opt_.k, size());
+  const torch::Tensor q_sq = (q * q).sum(1, true);
+  torch::Tensor best;  // (m, k) smallest squared distances (or largest similarities for cosine)
+  const bool cosine = opt_.distance == "cosine";
+  for (int64_t start = 0; start < size(); start += opt_.chunk) {
+    const int64_t end = std::min(size(), start + opt_.chunk);
+    const torch::Tensor b = bank_.slice(0, start, end).to(torch::kFloat32);
+    torch::Tensor d;
+    if (cosine) d = 1.0 - torch::mm(q, b.t());
+    else d = (q_sq - 2 * torch::mm(q, b.t()) + bank_sq_norms_.slice(0, start, end).unsqueeze(0)).clamp_min(0);
+    const int64_t kk = std::min<int64_t>(k, d.size(1));
+    torch::Tensor part = std::get<0>(d.topk(kk, 1, /*largest=*/false, /*sorted=*/true));
+    best = best.defined() ? std::get<0>(torch::cat({best, part}, 1).topk(k, 1, false, true)) : part;
+  }
+  return best;
+}
+
+torch::Tensor MemoryBank::search(const torch::Tensor& queries) const {
+  torch::NoGradGuard ng;
+  if (size() == 0) throw Error("memory bank is empty: fit the method before scoring");
+  if (queries.dim() != 2 || queries.size(1) != dim())
+    throw Error("memory bank: queries have " + std::to_string(queries.size(-1)) + " dims, the bank " + std::to_string(dim()));
+  torch::Tensor q = queries.to(torch::kFloat32).contiguous();
+  if (opt_.distance == "cosine") q = F::normalize(q, F::NormalizeFuncOptions().dim(1));
+  torch::Tensor d;
+#if ADFW_HAVE_FAISS
+  if (faiss_) {
+    const int64_t k = std::min(opt_.k, size());
+    d = torch::empty({q.size(0), k});
+    std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(q.size(0) * k));
+    faiss_->index->search(q.size(0), q.data_ptr<float>(), k, d.data_ptr<float>(), labels.data());
+    if (opt_.distance == "cosine") d = 1.0 - d;
+  }
+#endif
+  if (!d.defined()) d = search_torch(q);
+  if (opt_.distance == "l2") d = d.clamp_min(0).sqrt();
+  return d;
+}
+
+torch::Tensor MemoryBank::score(const torch::Tensor& queries) const { return search(queries).mean(1); }
+
+// ---------------------------------------------------------------------------------------------
+// Gaussian
+// ---------------------------------------------------------------------------------------------
+void PatchGaussian::accumulate(const torch::Tensor& e) {
+  torch::NoGradGuard ng;
+  if (e.dim() != 4) throw Error("PatchGaussian: expected embeddings (N, d, h, w)");
+  if (n_ == 0) {
+    d_ = e.size(1);
+    h_ = e.size(2);
+    w_ = e.size(3);
+    // float64 sums keep the covariance exact enough; fall back to float32 when they would not fit in 4 GB.
+    const double bytes = double(h_ * w_) * double(d_) * double(d_) * 8.0;
+    const auto dtype = bytes <= 4e9 ? torch::kFloat64 : torch::kFloat32;
+    sum_ = torch::zeros({h_ * w_, d_}, dtype);
+    sum_outer_ = torch::zeros({h_ * w_, d_, d_}, dtype);
+  } else if (e.size(1) != d_ || e.size(2) != h_ || e.size(3) != w_) {
+    throw Error("PatchGaussian: embedding shape changed between batches (all training images must have the same size)");
+  }
+  torch::Tensor x = e.to(sum_.scalar_type()).flatten(2).permute({2, 0, 1}).contiguous();  // (P, N, d)
+  sum_ += x.sum(1);
+  sum_outer_ += torch::bmm(x.transpose(1, 2), x);
+  n_ += e.size(0);
+}
+
+void PatchGaussian::finalize() {
+  torch::NoGradGuard ng;
+  if (n_ < 2) throw Error("PatchGaussian: need at least 2 training images to estimate a covariance, got " + std::to_string(n_));
+  const auto dtype = sum_.scalar_type();
+  torch::Tensor mean = sum_ / double(n_);
+  // Unbiased covariance (numpy.cov's default) plus the regulariser.
+  torch::Tensor cov = (sum_outer_ - double(n_) * torch::bmm(mean.unsqueeze(2), mean.unsqueeze(1))) / double(n_ - 1);
+  cov += opt_.regularization * torch::eye(d_, torch::TensorOptions().dtype(dtype)).unsqueeze(0);
+  torch::Tensor chol = torch::linalg::cholesky(cov);
+  torch::Tensor eye = torch::eye(d_, torch::TensorOptions().dtype(dtype)).expand({h_ * w_, d_, d_});
+  inv_chol_ = torch::linalg_solve_triangular(chol, eye, /*upper=*/false).to(torch::kFloat32);
+  mean_ = mean.to(torch::kFloat32);
+  sum_ = torch::Tensor();
+  sum_outer_ = torch::Tensor();
+}
+
+torch::Tensor PatchGaussian::distance(const torch::Tensor& e) const {
+  torch::NoGradGuard ng;
+  if (!inv_chol_.defined()) throw Error("PatchGaussian: fit before scoring");
+  if (e.size(1) != d_ || e.size(2) != h_ || e.size(3) != w_)
+    throw Error("PatchGaussian: test embeddings (" + std::to_string(e.size(2)) + "x" + std::to_string(e.size(3)) +
+                ") differ from the training ones (" + std::to_string(h_) + "x" + std::to_string(w_) +
+                "); use the same input size for training and test");
+  torch::Tensor x = e.to(torch::kFloat32).flatten(2).permute({2, 0, 1});  // (P, N, d)
+  torch::Tensor y = torch::bmm(x - mean_.unsqueeze(1), inv_chol_.transpose(1, 2));
+  return y.pow(2).sum(2).sqrt().t().reshape({e.size(0), h_, w_});
+}
+
+}  // namespace adfw
