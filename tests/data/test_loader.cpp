@@ -1,4 +1,7 @@
 // Transforms against hand-made images, and the loader's determinism and error handling.
+#include <fstream>
+#include <set>
+
 #include <opencv2/imgcodecs.hpp>
 
 #include "adfw/data/dataset.hpp"
