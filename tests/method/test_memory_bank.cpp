@@ -1,0 +1,189 @@
+// Coreset selection, nearest-neighbour scoring, patch aggregation and per-position Gaussians
+// against brute-force and closed-form references.
+#include <cmath>
+#include <set>
+
+#include "adfw/method/memory_bank.hpp"
+#include "support.hpp"
+
+namespace {
+
+torch::Tensor randn(std::vector<int64_t> shape, uint64_t seed, torch::ScalarType t = torch::kFloat64) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::randn(shape, gen, torch::TensorOptions().dtype(t));
+}
+
+// Greedy k-center with an explicit distance matrix (double loops over rows).
+std::vector<int64_t> brute_force_greedy(const torch::Tensor& x, std::vector<double> min_d, int64_t count) {
+  const int64_t n = x.size(0), d = x.size(1);
+  auto a = x.accessor<double, 2>();
+  std::vector<int64_t> out;
+  for (int64_t it = 0; it < count; ++it) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; ++i)
+      if (min_d[i] > min_d[best]) best = i;
+    out.push_back(best);
+    for (int64_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (int64_t k = 0; k < d; ++k) s += (a[i][k] - a[best][k]) * (a[i][k] - a[best][k]);
+      min_d[i] = std::min(min_d[i], std::sqrt(s));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("greedy k-center selects the same points as a brute-force reference", "[method][coreset]") {
+  const torch::Tensor x = randn({300, 12}, 7);
+  // Start from the mean distance to three anchors, as the approximate greedy sampler does.
+  std::vector<double> start(300, 0.0);
+  auto a = x.accessor<double, 2>();
+  for (int anchor : {5, 77, 201})
+    for (int64_t i = 0; i < 300; ++i) {
+      double s = 0;
+      for (int64_t k = 0; k < 12; ++k) s += (a[i][k] - a[anchor][k]) * (a[i][k] - a[anchor][k]);
+      start[i] += std::sqrt(s) / 3.0;
+    }
+  const auto expected = brute_force_greedy(x, start, 40);
+  const auto got = adfw::greedy_k_center(x, torch::tensor(start, torch::kFloat64), 40);
+  CHECK(got == expected);
+}
+
+TEST_CASE("select_coreset: sizes, uniqueness, determinism and coverage", "[method][coreset]") {
+  const torch::Tensor x = randn({2000, 64}, 3, torch::kFloat32);
+  adfw::CoresetOptions o;
+  o.ratio = 0.05;
+  const auto a = adfw::select_coreset(x, o, 11);
+  const auto b = adfw::select_coreset(x, o, 11);
+  const auto c = adfw::select_coreset(x, o, 12);
+  REQUIRE(a.size() == 100);  // int(2000 * 0.05)
+  CHECK(a == b);
+  CHECK(a != c);
+  CHECK(std::set<int64_t>(a.begin(), a.end()).size() == a.size());
+  // A greedy k-center coreset covers the set better than a random subset of the same size.
+  auto radius = [&](const std::vector<int64_t>& idx) {
+    torch::Tensor bank = x.index_select(0, torch::tensor(idx, torch::kInt64));
+    return torch::cdist(x, bank).amin(1).amax().item<double>();
+  };
+  o.kind = "random";
+  const auto r = adfw::select_coreset(x, o, 11);
+  CHECK(radius(a) < radius(r));
+  o.ratio = 1.0;
+  CHECK(adfw::select_coreset(x, o, 1).size() == 2000);
+  o.ratio = 0.0001;
+  CHECK_THROWS_AS(adfw::select_coreset(x, o, 1), adfw::ConfigError);
+}
+
+TEST_CASE("memory bank kNN distances equal brute force for every backend and distance", "[method][knn]") {
+  const torch::Tensor bank = randn({700, 16}, 21, torch::kFloat32);
+  const torch::Tensor q = randn({40, 16}, 22, torch::kFloat32);
+  const int64_t k = 3;
+  for (const std::string distance : {"squared_l2", "l2", "cosine"}) {
+    // Reference in double precision.
+    torch::Tensor b64 = bank.to(torch::kFloat64), q64 = q.to(torch::kFloat64);
+    torch::Tensor ref;
+    if (distance == "cosine") {
+      auto bn = b64 / b64.norm(2, 1, true);
+      auto qn = q64 / q64.norm(2, 1, true);
+      ref = 1.0 - torch::mm(qn, bn.t());
+    } else {
+      ref = torch::cdist(q64, b64);
+      if (distance == "squared_l2") ref = ref.pow(2);
+    }
+    ref = std::get<0>(ref.topk(k, 1, false, true));
+    for (const std::string backend : {"torch", "auto"}) {
+      for (bool fp16 : {false, true}) {
+        adfw::KnnOptions o;
+        o.k = k;
+        o.distance = distance;
+        o.backend = backend;
+        o.fp16_bank = fp16;
+        o.chunk = 128;  // several blocks, so the running top-k merge is exercised
+        adfw::MemoryBank mb(o);
+        mb.set(bank);
+        torch::Tensor got = mb.search(q).to(torch::kFloat64);
+        const double tol = fp16 ? 2e-2 : 1e-4;
+        INFO(distance << " " << backend << " fp16=" << fp16 << " (" << mb.backend_in_use() << ")");
+        CHECK(torch::allclose(got, ref, tol, tol));
+        CHECK(torch::allclose(mb.score(q).to(torch::kFloat64), ref.mean(1), tol, tol));
+      }
+    }
+  }
+  adfw::MemoryBank empty;
+  CHECK_THROWS_AS(empty.search(q), adfw::Error);
+}
+
+TEST_CASE("patch aggregation: identity settings and a hand-computed neighbourhood", "[method][aggregation]") {
+  const torch::Tensor x = randn({2, 4, 5, 6}, 5, torch::kFloat32);
+  adfw::PatchAggregationOptions o;
+  o.patch_size = 1;
+  o.layer_dim = 4;
+  o.target_dim = 4;
+  torch::Tensor e = adfw::aggregate_patches({{"a", x}}, {"a"}, o);
+  REQUIRE(e.sizes() == torch::IntArrayRef({2, 5, 6, 4}));
+  CHECK(torch::allclose(e, x.permute({0, 2, 3, 1})));
+
+  // Patch size 3 without pooling: position (0,0) holds the zero-padded 3x3 neighbourhood in (C, p, p) order.
+  o.patch_size = 3;
+  o.layer_dim = 4 * 9;
+  o.target_dim = 4 * 9;
+  e = adfw::aggregate_patches({{"a", x}}, {"a"}, o);
+  auto acc = x.accessor<float, 4>();
+  for (int c = 0; c < 4; ++c)
+    for (int di = 0; di < 3; ++di)
+      for (int dj = 0; dj < 3; ++dj) {
+        const int i = di - 1, j = dj - 1;
+        const float expected = (i < 0 || j < 0) ? 0.f : acc[1][c][i][j];
+        CHECK(e[1][0][0][c * 9 + di * 3 + dj].item<float>() == Approx(expected));
+      }
+
+  // Two layers: the deeper one is upsampled to the first's grid; pooling to 1 value averages everything.
+  const torch::Tensor deep = randn({2, 3, 3, 3}, 6, torch::kFloat32);
+  o.layer_dim = 1;
+  o.target_dim = 1;
+  e = adfw::aggregate_patches({{"a", x}, {"b", deep}}, {"a", "b"}, o);
+  REQUIRE(e.sizes() == torch::IntArrayRef({2, 5, 6, 1}));
+  CHECK_THROWS_AS(adfw::aggregate_patches({{"a", x}}, {"missing"}, o), adfw::Error);
+}
+
+TEST_CASE("per-position Gaussian: mean, covariance and Mahalanobis distance in closed form", "[method][gaussian]") {
+  // 2 x 1 positions, d = 2, 30 training embeddings.
+  const torch::Tensor train = randn({30, 2, 2, 1}, 9, torch::kFloat32) * 2 + 1;
+  adfw::PatchGaussianOptions go;
+  go.regularization = 0.01;
+  adfw::PatchGaussian g(go);
+  g.accumulate(train.slice(0, 0, 13));
+  g.accumulate(train.slice(0, 13, 30));
+  g.finalize();
+  const torch::Tensor test = randn({4, 2, 2, 1}, 10, torch::kFloat32);
+  const torch::Tensor got = g.distance(test);
+  REQUIRE(got.sizes() == torch::IntArrayRef({4, 2, 1}));
+  auto tr = train.to(torch::kFloat64).accessor<double, 4>();
+  auto te = test.to(torch::kFloat64).accessor<double, 4>();
+  for (int pos = 0; pos < 2; ++pos) {
+    double m0 = 0, m1 = 0;
+    for (int n = 0; n < 30; ++n) {
+      m0 += tr[n][0][pos][0] / 30;
+      m1 += tr[n][1][pos][0] / 30;
+    }
+    double c00 = 0, c01 = 0, c11 = 0;
+    for (int n = 0; n < 30; ++n) {
+      const double a = tr[n][0][pos][0] - m0, b = tr[n][1][pos][0] - m1;
+      c00 += a * a / 29;
+      c01 += a * b / 29;
+      c11 += b * b / 29;
+    }
+    c00 += 0.01;
+    c11 += 0.01;
+    const double det = c00 * c11 - c01 * c01;
+    for (int n = 0; n < 4; ++n) {
+      const double a = te[n][0][pos][0] - m0, b = te[n][1][pos][0] - m1;
+      const double md2 = (c11 * a * a - 2 * c01 * a * b + c00 * b * b) / det;
+      CHECK(got[n][pos][0].item<double>() == Approx(std::sqrt(md2)).epsilon(1e-4));
+    }
+  }
+  adfw::PatchGaussian one;
+  one.accumulate(train.slice(0, 0, 1));
+  CHECK_THROWS_AS(one.finalize(), adfw::Error);
+}
