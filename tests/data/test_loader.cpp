@@ -1,4 +1,5 @@
 // Transforms against hand-made images, and the loader's determinism and error handling.
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 
 #include "adfw/data/dataset.hpp"
