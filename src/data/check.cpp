@@ -1,4 +1,6 @@
 #include "adfw/data/check.hpp"
+#include "adfw/core/config.hpp"
+#include "adfw/core/registry.hpp"
 
 #include <algorithm>
 #include <array>
@@ -157,37 +159,16 @@ DataCheckReport check_dataset(const Dataset& d, const DataCheckOptions& o) {
 }
 
 std::unique_ptr<Dataset> dataset_from_config(const toml::table& config, const std::string& file) {
-  const toml::node* n = config.get("dataset");
-  std::string path = "dataset";
-  if (!n) {
-    if (const toml::table* data = config["data"].as_table()) {
-      n = data->get("dataset");
-      path = "data.dataset";
-    }
-  }
-  if (!n || !n->is_table())
-    throw ConfigError(file + ": no data set: expected a [dataset] or [data.dataset] table with a 'type' key");
-  const toml::table& t = *n->as_table();
-  const toml::node* type = t.get("type");
-  if (!type || !type->is_string())
-    throw config_error(pos_of(*n), path, "missing key 'type' (which data set to use)." +
-                                             suggest_from("", Registry<Dataset>::instance().names()));
-  return Registry<Dataset>::instance().make(type->as_string()->get(), t, path);
+  // The experiment's `data` slot, exactly as `adfw run` reads it (demo data when absent).
+  Slot<Dataset> slot{"demo"};
+  if (const toml::node* n = config.get("data")) slot.read_toml(*n, "data");
+  (void)file;
+  return slot.make();
 }
 
 std::unique_ptr<Dataset> open_for_tools(const fs::path& arg, const std::string& format) {
   const std::string ext = arg.extension().string();
-  if (ext == ".toml") {
-    toml::table t;
-    try {
-      t = toml::parse_file(arg.string());
-    } catch (const toml::parse_error& e) {
-      const auto& b = e.source().begin;
-      throw ConfigError(arg.string() + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) + ": " +
-                        std::string(e.description()));
-    }
-    return dataset_from_config(t, arg.string());
-  }
+  if (ext == ".toml") return dataset_from_config(load_config(arg).table, arg.string());
   const std::string f = format.empty() ? detect_format(arg) : format;
   if (f == "mvtec" || f == "mpdd" || f == "btad") {
     MVTecOptions o;

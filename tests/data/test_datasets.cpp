@@ -493,10 +493,10 @@ TEST_CASE("data sets are registered and built from TOML", "[data]") {
   auto& reg = Registry<Dataset>::instance();
   for (const char* n : {"mvtec", "visa", "ksdd2", "manifest", "demo"}) CHECK(reg.contains(n));
   const fs::path root = mvtec_layout("registry");
-  toml::table t = toml::parse("[dataset]\ntype = \"mvtec\"\nroot = \"" + root.string() + "\"\n");
+  toml::table t = toml::parse("[data]\ntype = \"mvtec\"\nroot = \"" + root.string() + "\"\n");
   const auto d = dataset_from_config(t, "exp.toml");
   CHECK(d->samples(Split::train).size() == 3);
-  toml::table bad = toml::parse("[data.dataset]\ntype = \"mvtec\"\nrot = \"x\"\n");
+  toml::table bad = toml::parse("[data]\ntype = \"mvtec\"\nrot = \"x\"\n");
   const std::string e = error_of([&] { dataset_from_config(bad, "exp.toml"); });
   CHECK(e.find("did you mean 'root'") != std::string::npos);
 }

@@ -29,9 +29,9 @@ struct DataCheckReport {
 /// sizes, unreadable files, empty masks and masks whose size differs from their image's.
 DataCheckReport check_dataset(const Dataset& d, const DataCheckOptions& o = {});
 
-/// The data set of an experiment file: the table `dataset` or `data.dataset` (with its `type`),
-/// built through the dataset registry (plugins must be loaded). Throws ConfigError naming the
-/// file when there is none.
+/// The data set of an experiment file: its `data` table (with a `type`; the demo data set when
+/// there is none), read exactly as `adfw run` reads it, through the dataset registry (plugins must
+/// be loaded). Errors carry file:line:col and the key path.
 std::unique_ptr<Dataset> dataset_from_config(const toml::table& config, const std::string& file);
 
 /// A TOML experiment file (.toml) through dataset_from_config, else a data set folder or .csv

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The exit-code contract: 0 success, 2 usage/config errors, 1 runtime failures; messages on stderr.
+set -uo pipefail
+src=$1
+build=$2
+adfw="$build/bin/adfw"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail=0
+expect() {  # expect <code> <stderr pattern> <args...>
+  local code=$1 pattern=$2; shift 2
+  "$adfw" "$@" > "$work/out" 2> "$work/err"
+  local rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -q -- "$pattern" "$work/err"; then
+    echo "FAILED: adfw $* -> rc $rc (expected $code), stderr:"; cat "$work/err"; fail=1
+  fi
+}
+expect 0 "" --version
+expect 2 "usage: adfw"
+expect 2 "unknown command 'rn'. (did you mean 'run'?)" rn x.toml
+expect 2 "cannot open config file $work/none.toml" run "$work/none.toml"
+printf '[method]\ntype = "patchcor"\n' > "$work/typo.toml"
+expect 2 "$work/typo.toml:2:8: method.type: unknown method 'patchcor'. (did you mean 'patchcore'?)" run "$work/typo.toml"
+printf 'seed = "zero"\n[method]\ntype = "patchcore"\n' > "$work/type.toml"
+expect 2 "$work/type.toml:1:8: seed: expected integer, got string \"zero\"" config "$work/type.toml"
+expect 2 "unknown component family 'methd'. (did you mean 'method'?)" describe methd patchcore
+# A runtime failure: the data folder does not exist.
+printf '[data]\ntype = "mvtec"\nroot = "%s/nowhere"\n[method]\ntype = "padim"\n[method.backbone]\ntype = "resnet"\narch = "resnet18"\nweights = "random"\n' "$work" > "$work/nodata.toml"
+expect 1 "$work/nowhere" run "$work/nodata.toml" --output "$work/runs"
+grep -q '"state": "failed"' "$work"/runs/nodata/*/status.json || { echo "FAILED: failed run not recorded in status.json"; fail=1; }
+exit $fail

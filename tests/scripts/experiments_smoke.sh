@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every experiment file in experiments/ runs end to end under the smoke preset on the demo data,
+# writes a complete run folder, and its resolved config.toml runs again to the same metrics.
+set -euo pipefail
+src=$1
+build=$2
+adfw="$build/bin/adfw"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export ADFW_CACHE="$work/cache"
+cd "$src"
+status=0
+while IFS= read -r exp; do
+  extra=()
+  # No pretrained weights on a test machine: experiments with a backbone use a seeded random init.
+  if "$adfw" config "$exp" --preset presets/smoke | grep -q '^\[method.backbone\]'; then
+    extra+=(--set method.backbone.weights=random)
+  fi
+  echo "== $exp"
+  if ! "$adfw" --quiet run "$exp" --preset presets/smoke "${extra[@]}" --output "$work/runs" --run-id smoke \
+      > "$work/out.json" 2> "$work/err.txt"; then
+    echo "FAILED: $exp"; cat "$work/err.txt"; status=1; continue
+  fi
+  name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$("$adfw" config "$exp" --preset presets/smoke > "$work/resolved.toml"; echo "$work/resolved.toml")" | head -1)
+  dir="$work/runs/$name/smoke"
+  for f in config.toml env.json log.txt metrics.json per_image.csv status.json; do
+    test -s "$dir/$f" || { echo "FAILED: $exp: missing $dir/$f"; status=1; }
+  done
+  grep -q '"state": "done"' "$dir/status.json" || { echo "FAILED: $exp: status"; status=1; }
+  grep -q '"image_auroc"' "$dir/metrics.json" || { echo "FAILED: $exp: no image_auroc"; status=1; }
+  # The resolved config repeats the run exactly (CPU, same seed).
+  "$adfw" --quiet run "$dir/config.toml" --output "$work/rerun" --run-id again > "$work/out2.json" 2>> "$work/err.txt" ||
+    { echo "FAILED: rerun of $exp"; cat "$work/err.txt"; status=1; continue; }
+  if ! diff <(grep -v run_folder "$work/out.json") <(grep -v run_folder "$work/out2.json") > /dev/null; then
+    echo "FAILED: $exp: rerun of the resolved config gave different metrics"; diff "$work/out.json" "$work/out2.json" || true
+    status=1
+  fi
+done < <(find experiments -name '*.toml' -not -path '*/ablations/*' | sort)
+exit $status
