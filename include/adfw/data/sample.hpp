@@ -15,9 +15,13 @@ enum class Supervision {
   pixel_mask,   ///< anomalous with a pixel mask
 };
 const char* to_string(Supervision s);
+/// "normal" / "image_label" / "pixel_mask"; throws ConfigError listing the names otherwise.
+Supervision supervision_from_string(const std::string& s);
 
 enum class Split { train, test, val };
 const char* to_string(Split s);
+/// "train" / "test" / "val" ("validation" too); throws ConfigError listing the names otherwise.
+Split split_from_string(const std::string& s);
 
 /// One image on disk and what is known about it. Data sets produce these; nothing is decoded yet.
 struct SampleInfo {
@@ -48,7 +52,8 @@ struct Batch {
   int64_t size() const { return static_cast<int64_t>(info.size()); }
 };
 
-/// Stacks samples into a batch (all images must have the same size).
+/// Stacks samples into a batch. All images must have the same size; otherwise throws adfw::Error
+/// naming the first two files that differ (configure a resize in the transforms).
 Batch collate(std::vector<Sample> samples);
 
 }  // namespace adfw

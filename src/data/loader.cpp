@@ -1,0 +1,170 @@
+#include "adfw/data/loader.hpp"
+
+#include <numeric>
+
+#include "adfw/core/error.hpp"
+#include "random.hpp"
+
+namespace adfw {
+
+Loader::Loader(std::vector<SampleInfo> samples, TransformOptions transforms, LoaderOptions options, SampleHook hook)
+    : samples_(std::move(samples)), transform_(std::move(transforms)), opt_(options), hook_(std::move(hook)) {
+  if (opt_.batch_size < 1) throw ConfigError("loader.batch_size must be >= 1");
+  if (opt_.num_workers < 0) throw ConfigError("loader.num_workers must be >= 0");
+  if (opt_.prefetch < 1) throw ConfigError("loader.prefetch must be >= 1");
+  if (opt_.cache) cache_.resize(samples_.size());
+}
+
+Loader::~Loader() { stop_workers(); }
+
+int64_t Loader::num_batches() const {
+  const int64_t n = num_samples(), b = opt_.batch_size;
+  return opt_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+std::vector<std::vector<std::size_t>> Loader::epoch_plan(int64_t epoch) const {
+  std::vector<std::size_t> order(samples_.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (opt_.shuffle) {
+    std::mt19937_64 g(data_detail::mix_seed(opt_.seed, "loader/order", static_cast<uint64_t>(epoch)));
+    data_detail::stable_shuffle(order, g);
+  }
+  std::vector<std::vector<std::size_t>> plan;
+  const std::size_t b = static_cast<std::size_t>(opt_.batch_size);
+  for (std::size_t i = 0; i < order.size(); i += b) {
+    const std::size_t end = std::min(order.size(), i + b);
+    if (opt_.drop_last && end - i < b) break;
+    plan.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i), order.begin() + static_cast<std::ptrdiff_t>(end));
+  }
+  return plan;
+}
+
+Sample Loader::load(std::size_t index, int64_t epoch) {
+  if (index >= samples_.size())
+    throw Error("sample index " + std::to_string(index) + " out of range (" + std::to_string(samples_.size()) + ")");
+  const SampleInfo& info = samples_[index];
+  DecodedImage d;
+  std::shared_ptr<const DecodedImage> cached;
+  if (opt_.cache) {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    cached = cache_[index];
+  }
+  if (cached) {
+    d.image = cached->image.clone();
+    d.mask = cached->mask.clone();
+    d.has_mask = cached->has_mask;
+  } else {
+    d = transform_.decode(info);
+    transform_.resize_crop(d);
+    if (opt_.cache) {
+      auto keep = std::make_shared<DecodedImage>(DecodedImage{d.image.clone(), d.mask.clone(), d.has_mask});
+      std::lock_guard<std::mutex> lock(cache_mu_);
+      cache_[index] = std::move(keep);
+    }
+  }
+  std::mt19937_64 g(data_detail::mix_seed(opt_.seed, "loader/sample/" + std::to_string(epoch), index));
+  if (opt_.augment) transform_.augment(d, g);
+  Sample s = transform_.to_sample(d, info);
+  if (hook_) {
+    std::mt19937_64 hg(data_detail::mix_seed(opt_.seed, "loader/hook/" + std::to_string(epoch), index));
+    try {
+      hook_(s, hg);
+    } catch (const std::exception& e) {
+      throw Error("sample hook failed on " + info.path + ": " + e.what());
+    }
+  }
+  transform_.normalize(s);
+  return s;
+}
+
+Batch Loader::make_batch(const std::vector<std::size_t>& indices, int64_t epoch) {
+  std::vector<Sample> v;
+  v.reserve(indices.size());
+  for (std::size_t i : indices) v.push_back(load(i, epoch));
+  return collate(std::move(v));
+}
+
+void Loader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  consumed_.notify_all();
+  produced_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = false;
+  ready_.clear();
+  failed_.clear();
+}
+
+void Loader::start_epoch(int64_t epoch) {
+  stop_workers();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    plan_ = epoch_plan(epoch);
+    epoch_ = epoch;
+    next_to_build_ = 0;
+    next_to_return_ = 0;
+    started_ = true;
+  }
+  for (int i = 0; i < opt_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+void Loader::worker_loop() {
+  for (;;) {
+    std::size_t b;
+    int64_t epoch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      consumed_.wait(lock, [&] {
+        return stopping_ || next_to_build_ >= plan_.size() ||
+               next_to_build_ < next_to_return_ + static_cast<std::size_t>(opt_.prefetch);
+      });
+      if (stopping_ || next_to_build_ >= plan_.size()) return;
+      b = next_to_build_++;
+      epoch = epoch_;
+    }
+    std::optional<Batch> batch;
+    std::exception_ptr err;
+    try {
+      batch = make_batch(plan_[b], epoch);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (err) failed_[b] = err;
+      else ready_[b] = std::move(*batch);
+    }
+    produced_.notify_all();
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  if (!started_) start_epoch(0);
+  if (opt_.num_workers == 0) {
+    if (next_to_return_ >= plan_.size()) return std::nullopt;
+    return make_batch(plan_[next_to_return_++], epoch_);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (next_to_return_ >= plan_.size()) return std::nullopt;
+  const std::size_t b = next_to_return_;
+  produced_.wait(lock, [&] { return ready_.count(b) || failed_.count(b); });
+  ++next_to_return_;
+  if (auto f = failed_.find(b); f != failed_.end()) {
+    std::exception_ptr e = f->second;
+    failed_.erase(f);
+    lock.unlock();
+    consumed_.notify_all();
+    std::rethrow_exception(e);
+  }
+  Batch out = std::move(ready_.at(b));
+  ready_.erase(b);
+  lock.unlock();
+  consumed_.notify_all();
+  return out;
+}
+
+}  // namespace adfw
