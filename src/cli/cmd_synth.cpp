@@ -7,44 +7,17 @@
 #include <toml++/toml.h>
 
 #include "adfw/core/command.hpp"
+#include "adfw/core/config.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
+#include "adfw/data/check.hpp"
+#include "adfw/data/dataset.hpp"
 #include "adfw/synth/preview.hpp"
 #include "adfw/synth/synthesizer.hpp"
 
 namespace po = boost::program_options;
 
 namespace {
-
-// "a.b.c=value" -> t[a][b][c] = value; the value is read as TOML (numbers, bools, arrays,
-// quoted strings) and otherwise taken as a bare string.
-void apply_set(toml::table& t, const std::string& kv) {
-  const auto eq = kv.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw adfw::ConfigError("--set " + kv + ": expected key=value (e.g. --set perlin.threshold=0.2)");
-  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-  toml::table parsed;
-  try {
-    parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
-    parsed.insert_or_assign("v", value);
-  }
-  toml::table* cur = &t;
-  std::size_t start = 0;
-  while (true) {
-    const auto dot = key.find('.', start);
-    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (part.empty()) throw adfw::ConfigError("--set " + kv + ": empty key part");
-    if (dot == std::string::npos) {
-      cur->insert_or_assign(part, *parsed.get("v"));
-      break;
-    }
-    if (!cur->contains(part)) cur->insert_or_assign(part, toml::table{});
-    cur = cur->get(part)->as_table();
-    if (!cur) throw adfw::ConfigError("--set " + kv + ": '" + part + "' is not a table");
-    start = dot + 1;
-  }
-}
 
 int synth_preview(const std::vector<std::string>& args) {
   po::options_description desc(
@@ -56,9 +29,11 @@ int synth_preview(const std::vector<std::string>& args) {
   desc.add_options()("help,h", "show this help")(
       "experiment", po::value(&experiment), "experiment file; its [method.synthesizer] table is used")(
       "out,o", po::value(&out), "output PNG (written atomically)")(
-      "images", po::value(&images), "folder of normal images to augment (searched recursively)")(
+      "images", po::value(&images),
+      "folder of normal images to augment (default: the experiment's normal training images)")(
       "synth", po::value(&synth_name), "synthesizer name (overrides the experiment's type)")(
-      "set", po::value(&sets)->composing(), "synthesizer option key=value (dotted keys for nested tables)")(
+      "set", po::value(&sets)->composing(),
+      "synthesizer option key=value, relative to the synthesizer table (e.g. perlin.threshold=0.2)")(
       "n", po::value(&p.n)->default_value(16), "number of samples")(
       "size", po::value(&p.size)->default_value(256), "image side in pixels")(
       "per-row", po::value(&p.per_row)->default_value(4), "samples per grid row")(
@@ -81,31 +56,36 @@ int synth_preview(const std::vector<std::string>& args) {
   if (p.n <= 0 || p.size < 8) throw adfw::ConfigError("synth preview: --n must be positive and --size >= 8");
 
   toml::table options;
-  std::string source = "--set";
   if (!experiment.empty()) {
-    toml::table file;
-    try {
-      file = toml::parse_file(experiment);
-    } catch (const toml::parse_error& e) {
-      throw adfw::ConfigError(experiment + ": " + std::string(e.description()));
-    }
-    const toml::table* st = file["method"]["synthesizer"].as_table();
-    if (!st)
-      throw adfw::ConfigError(experiment + ": no [method.synthesizer] table (or pass --synth NAME)");
+    const adfw::LoadedConfig cfg = adfw::load_config(experiment);
+    const toml::table* st = cfg.table["method"]["synthesizer"].as_table();
+    if (!st) throw adfw::ConfigError(experiment + ": no [method.synthesizer] table (or pass --synth NAME)");
     options = *st;
     if (synth_name.empty()) {
       if (auto t = options["type"].value<std::string>()) synth_name = *t;
     }
-    options.erase("type");
-    source = experiment;
   }
-  for (const auto& s : sets) apply_set(options, s);
+  if (!synth_name.empty() && options["type"].value<std::string>().value_or(synth_name) != synth_name)
+    options = toml::table{};  // --synth picked another component: the file's options do not apply
+  options.erase("type");
+  for (const auto& s : sets) adfw::apply_override(options, s);
   if (synth_name.empty()) throw adfw::ConfigError("synth preview: give --synth NAME or an experiment file");
-  if (images.empty())
-    throw adfw::ConfigError("synth preview: --images DIR is required (normal images to augment)");
+
+  std::vector<std::string> files;
+  if (!images.empty()) {
+    files = adfw::list_images(images);
+  } else if (!experiment.empty()) {
+    // The experiment's training split, normal images only.
+    const auto dataset = adfw::open_for_tools(experiment);
+    for (const auto& info : dataset->samples(adfw::Split::train))
+      if (info.label == 0) files.push_back(info.path);
+    if (files.empty()) throw adfw::ConfigError(experiment + ": the data set has no normal training images");
+  } else {
+    throw adfw::ConfigError("synth preview: --images DIR is required without an experiment file");
+  }
 
   auto synth = adfw::Registry<adfw::Synthesizer>::instance().make(synth_name, options, "method.synthesizer");
-  const cv::Mat grid = adfw::synth_preview_grid(*synth, adfw::list_images(images), p);
+  const cv::Mat grid = adfw::synth_preview_grid(*synth, files, p);
   adfw::write_image_atomic(out, grid);
   std::cout << "wrote " << out << " (" << grid.cols << "x" << grid.rows << ", " << p.n << " samples of '"
             << synth_name << "')\n";

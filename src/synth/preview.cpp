@@ -4,12 +4,11 @@
 #include <filesystem>
 #include <random>
 
-#include <unistd.h>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/io.hpp"
 #include "adfw/synth/image_synth.hpp"
 
 namespace fs = std::filesystem;
@@ -84,23 +83,16 @@ cv::Mat synth_preview_grid(const Synthesizer& synth, const std::vector<std::stri
 }
 
 void write_image_atomic(const std::string& path, const cv::Mat& image) {
-  const fs::path p(path);
-  if (p.has_parent_path() && !fs::exists(p.parent_path()))
-    throw Error("cannot write '" + path + "': folder '" + p.parent_path().string() + "' does not exist");
-  const fs::path tmp = p.parent_path() / (p.stem().string() + ".tmp" + std::to_string(::getpid()) + p.extension().string());
+  const std::string ext = fs::path(path).extension().string();
+  std::vector<uchar> bytes;
   bool ok = false;
   try {
-    ok = cv::imwrite(tmp.string(), image);
-  } catch (const cv::Exception& e) {
-    throw Error("cannot write '" + path + "': " + e.what());
+    ok = !ext.empty() && cv::imencode(ext, image, bytes);
+  } catch (const cv::Exception&) {
+    ok = false;
   }
-  if (!ok) throw Error("cannot write '" + path + "' (unsupported extension or unwritable folder)");
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw Error("cannot write '" + path + "': " + ec.message());
-  }
+  if (!ok) throw ConfigError("cannot write '" + path + "': unsupported image extension '" + ext + "' (use .png)");
+  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
 }  // namespace adfw

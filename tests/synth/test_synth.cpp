@@ -4,6 +4,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <opencv2/imgcodecs.hpp>
 #include <torch/torch.h>
@@ -545,4 +546,29 @@ TEST_CASE("synth preview writes a grid", "[synth]") {
   REQUIRE(!g.empty());
   CHECK(g.rows == 2 * 32 + 4);
   CHECK(g.cols == 2 * (3 * 32 + 8) + 12);
+}
+
+TEST_CASE("synthesizers can be shared by worker threads", "[synth]") {
+  ADFW_REQUIRE_SHARED(dtd, "datasets/dtd_subset/images");
+  PerlinTextureOptions o;
+  o.folder = dtd.string();
+  o.cache_textures = true;
+  o.blend.anomaly_probability = 1.0;
+  const PerlinTextureSynthesizer s(o);
+  const torch::Tensor img = test_image(32, 32, 6);
+  std::vector<torch::Tensor> sequential(8), parallel(8);
+  for (int i = 0; i < 8; ++i) {
+    std::mt19937_64 rng(i);
+    sequential[i] = s.apply(img, rng).image;
+  }
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 2; ++t)
+    workers.emplace_back([&, t] {
+      for (int i = t; i < 8; i += 2) {
+        std::mt19937_64 rng(i);
+        parallel[i] = s.apply(img, rng).image;
+      }
+    });
+  for (auto& w : workers) w.join();
+  for (int i = 0; i < 8; ++i) CHECK(torch::equal(sequential[i], parallel[i]));
 }
