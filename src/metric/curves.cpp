@@ -61,72 +61,42 @@ void parallel_for(int threads, int64_t count, F&& body) {
     if (e) std::rethrow_exception(e);
 }
 
-// The distinct score values of the positives, best first, with what each adds to the curve.
-// Between two consecutive positive scores the curve is horizontal (only false positives grow), so
-// these points plus the end point describe it exactly for AUROC, AP, F1-max and PRO: negatives are
-// only counted into the buckets between positive scores and never sorted or stored.
-struct PositiveGroups {
-  std::vector<uint32_t> keys;    ///< distinct descending_key values, ascending
-  std::vector<int64_t> tp_inc;   ///< positives at each key
-  std::vector<double> pro_inc;   ///< sum of 1 / region size of those positives
-};
-
-// `pos` sorted: key << 32 | region.
-PositiveGroups group_positives(const std::vector<uint64_t>& pos, const double* region_weight) {
-  PositiveGroups g;
-  for (std::size_t i = 0; i < pos.size();) {
-    const auto key = static_cast<uint32_t>(pos[i] >> 32);
-    int64_t count = 0;
-    double pro = 0;
-    for (; i < pos.size() && static_cast<uint32_t>(pos[i] >> 32) == key; ++i) {
-      ++count;
-      if (region_weight) pro += region_weight[static_cast<uint32_t>(pos[i])];
-    }
-    g.keys.push_back(key);
-    g.tp_inc.push_back(count);
-    g.pro_inc.push_back(pro);
+// LSD radix sort of 32-bit keys in three 11-bit passes; passes where every key shares the digit
+// are skipped (common: scores in a narrow range share their high bits). `tmp` has size n.
+void radix_sort_u32(uint32_t* data, uint32_t* tmp, std::size_t n) {
+  if (n < 2) return;
+  if (n < 4096) {
+    std::sort(data, data + n);
+    return;
   }
-  return g;
+  constexpr int kBits = 11, kBuckets = 1 << kBits;
+  std::vector<std::size_t> hist(3 * kBuckets, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const uint32_t k = data[i];
+    ++hist[k & (kBuckets - 1)];
+    ++hist[kBuckets + ((k >> kBits) & (kBuckets - 1))];
+    ++hist[2 * kBuckets + (k >> (2 * kBits))];
+  }
+  uint32_t* src = data;
+  uint32_t* dst = tmp;
+  for (int pass = 0; pass < 3; ++pass) {
+    std::size_t* h = hist.data() + pass * kBuckets;
+    const int shift = pass * kBits;
+    if (h[(src[0] >> shift) & (kBuckets - 1)] == n) continue;  // one bucket holds everything
+    std::size_t sum = 0;
+    for (int b = 0; b < kBuckets; ++b) {
+      const std::size_t c = h[b];
+      h[b] = sum;
+      sum += c;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const uint32_t k = src[i];
+      dst[h[(k >> shift) & (kBuckets - 1)]++] = k;
+    }
+    std::swap(src, dst);
+  }
+  if (src != data) std::memcpy(data, src, n * sizeof(uint32_t));
 }
-
-// lower_bound over the positive keys in O(1) expected time: a table over the key range gives the
-// few candidates between which the binary search runs. A negative with bucket j enters the curve at
-// point j (its score is >= the j-th positive score and < the (j-1)-th); j = keys.size() = after all.
-class BucketIndex {
- public:
-  explicit BucketIndex(const std::vector<uint32_t>& keys) : keys_(keys) {
-    if (keys.empty()) return;
-    lo_ = keys.front();
-    const uint32_t span = keys.back() - lo_;
-    while ((static_cast<uint64_t>(span) >> shift_) >= (1u << 20)) ++shift_;
-    const uint64_t buckets = (static_cast<uint64_t>(span) >> shift_) + 2;
-    table_.resize(buckets + 1);
-    std::size_t j = 0;
-    for (uint64_t t = 0; t <= buckets; ++t) {
-      const uint64_t bound = static_cast<uint64_t>(lo_) + (t << shift_);
-      while (j < keys.size() && keys[j] < bound) ++j;
-      table_[t] = static_cast<uint32_t>(j);
-    }
-  }
-  std::size_t find(uint32_t key) const {
-    if (keys_.empty() || key <= lo_) return 0;
-    if (key > keys_.back()) return keys_.size();
-    const uint64_t t = static_cast<uint64_t>(key - lo_) >> shift_;
-    const uint32_t* k = keys_.data();
-    return static_cast<std::size_t>(std::lower_bound(k + table_[t], k + table_[t + 1], key) - k);
-  }
-  /// Bucket of a negative key in walk()'s layout: 2j before positive key j, 2j + 1 tied with it.
-  std::size_t slot(uint32_t key) const {
-    const std::size_t j = find(key);
-    return 2 * j + (j < keys_.size() && keys_[j] == key ? 1 : 0);
-  }
-
- private:
-  const std::vector<uint32_t>& keys_;
-  uint32_t lo_ = 0;
-  int shift_ = 0;
-  std::vector<uint32_t> table_;
-};
 
 // Streaming consumers of the curve: one call per distinct threshold, in descending score order,
 // with cumulative true/false positives and the cumulative PRO numerator.
@@ -183,26 +153,32 @@ struct CurveAccumulator {
   }
 };
 
-// Emits the curve from bucket counts: counts[2j] = negatives scoring strictly between positive
-// score j and the one before it (a horizontal segment at the previous tp), counts[2j + 1] =
-// negatives tied with positive score j (entering together with its positives, a diagonal
-// segment), counts[2D] = negatives below every positive score.
-void walk(const PositiveGroups& g, const std::vector<int64_t>& counts, CurveAccumulator& acc) {
+// Walks sorted negative runs and sorted positive entries (key << 32 | region) together in
+// ascending key order (= descending score), emitting one curve point per distinct key.
+void walk(const std::vector<std::pair<const uint32_t*, const uint32_t*>>& neg_runs, const uint64_t* pos,
+          const uint64_t* pos_end, const double* region_weight, CurveAccumulator& acc) {
+  auto runs = neg_runs;
   int64_t tp = 0, fp = 0;
   double pro_sum = 0;
-  const std::size_t D = g.keys.size();
-  for (std::size_t j = 0; j <= D; ++j) {
-    const float score = D ? score_of_descending_key(g.keys[std::min(j, D - 1)]) : 0.f;
-    if (counts[2 * j] > 0) {
-      // More false positives at the same tp: a strictly worse F1, so its threshold is moot.
-      fp += counts[2 * j];
-      acc.point(tp, fp, pro_sum, score);
+  for (;;) {
+    uint64_t next = UINT64_MAX;
+    if (pos != pos_end) next = *pos >> 32;
+    for (const auto& r : runs)
+      if (r.first != r.second) next = std::min<uint64_t>(next, *r.first);
+    if (next == UINT64_MAX) break;
+    const auto key = static_cast<uint32_t>(next);
+    for (auto& r : runs) {
+      const uint32_t* p = r.first;
+      while (p != r.second && *p == key) ++p;
+      fp += p - r.first;
+      r.first = p;
     }
-    if (j == D) break;
-    tp += g.tp_inc[j];
-    fp += counts[2 * j + 1];
-    pro_sum += g.pro_inc[j];
-    acc.point(tp, fp, pro_sum, score);
+    while (pos != pos_end && (*pos >> 32) == key) {
+      ++tp;
+      if (region_weight) pro_sum += region_weight[static_cast<uint32_t>(*pos)];
+      ++pos;
+    }
+    acc.point(tp, fp, pro_sum, score_of_descending_key(key));
   }
   acc.finish();
 }
@@ -254,15 +230,12 @@ BinaryMetrics binary_metrics(const float* scores, const int64_t* labels, std::si
   }
   const int64_t P = static_cast<int64_t>(pos.size()), N = static_cast<int64_t>(neg.size());
   check_classes(req, P, N, "image-level", "anomalous (label 1) sample", "normal (label 0) sample");
+  std::sort(neg.begin(), neg.end());
   std::sort(pos.begin(), pos.end());
-  const PositiveGroups g = group_positives(pos, nullptr);
-  const BucketIndex index(g.keys);
-  std::vector<int64_t> buckets(2 * g.keys.size() + 1, 0);
-  for (uint32_t k : neg) ++buckets[index.slot(k)];
   CurveAccumulator acc;
   acc.P = P;
   acc.N = N;
-  walk(g, buckets, acc);
+  walk({{neg.data(), neg.data() + neg.size()}}, pos.data(), pos.data() + pos.size(), nullptr, acc);
   BinaryMetrics out;
   fill_binary(acc, req, out);
   return out;
@@ -319,16 +292,21 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
     throw Error("AUPRO needs at least one ground-truth region and one defect-free pixel; got " + count_text(P, N) +
                 " pixels");
 
-  // Pass 2: positives with their 8-connected region (local ids, rebased below).
+  // Pass 2: keys, and 8-connected regions of each mask (local ids, rebased below).
+  std::vector<uint32_t> neg(static_cast<std::size_t>(N));
   std::vector<uint64_t> pos(static_cast<std::size_t>(P));
   std::vector<std::vector<uint32_t>> region_sizes(static_cast<std::size_t>(n));
   parallel_for(threads, n, [&](int64_t b, int64_t e, int) {
     cv::Mat cc_labels;
     for (int64_t i = b; i < e; ++i) {
-      if (pos_count[i] == 0) continue;
       const float* m = maps + i * hw;
       const uint8_t* g = masks + i * hw;
+      uint32_t* nk = neg.data() + (i * hw - pos_off[i]);
       uint64_t* pk = pos.data() + pos_off[i];
+      if (pos_count[i] == 0) {
+        for (int64_t j = 0; j < hw; ++j) nk[j] = descending_key(m[j]);
+        continue;
+      }
       const int32_t* lab = nullptr;
       if (want_pro) {
         const cv::Mat gm(static_cast<int>(h), static_cast<int>(w), CV_8U, const_cast<uint8_t*>(g));
@@ -339,10 +317,11 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
         for (int64_t j = 0; j < hw; ++j)
           if (lab[j] > 0) ++sizes[static_cast<std::size_t>(lab[j] - 1)];
       }
-      for (int64_t j = 0; j < hw; ++j)
-        if (g[j])
-          *pk++ = (static_cast<uint64_t>(descending_key(m[j])) << 32) |
-                  (lab ? static_cast<uint32_t>(lab[j] - 1) : 0u);
+      for (int64_t j = 0; j < hw; ++j) {
+        const uint32_t k = descending_key(m[j]);
+        if (g[j]) *pk++ = (static_cast<uint64_t>(k) << 32) | (lab ? static_cast<uint32_t>(lab[j] - 1) : 0u);
+        else *nk++ = k;
+      }
     }
   });
   std::vector<double> weight;
@@ -362,44 +341,28 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
         for (int64_t k = pos_off[i]; k < pos_off[i + 1]; ++k) pos[k] += base[i];
   }
 
-  // Sort the positives (two halves in parallel, then merged).
-  if (threads > 1 && pos.size() > 65536) {
-    const auto mid = pos.begin() + static_cast<std::ptrdiff_t>(pos.size() / 2);
-    std::thread half([&] { std::sort(pos.begin(), mid); });
-    std::sort(mid, pos.end());
-    half.join();
-    std::inplace_merge(pos.begin(), mid, pos.end());
-  } else {
-    std::sort(pos.begin(), pos.end());
+  // Sort: each thread radix-sorts one run of the negatives; the walk merges the runs.
+  const int runs = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, N / 65536)));
+  std::vector<std::pair<const uint32_t*, const uint32_t*>> neg_runs;
+  {
+    std::vector<uint32_t> tmp(static_cast<std::size_t>(N));
+    parallel_for(runs, runs, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t lo = N * r / runs, hi = N * (r + 1) / runs;
+        radix_sort_u32(neg.data() + lo, tmp.data() + lo, static_cast<std::size_t>(hi - lo));
+        if (r == 0) std::sort(pos.begin(), pos.end());
+      }
+    });
   }
-  const PositiveGroups groups = group_positives(pos, want_pro ? weight.data() : nullptr);
-  std::vector<uint64_t>().swap(pos);
-
-  // Pass 3: count each defect-free pixel into the bucket of its rank among the positive scores.
-  const BucketIndex index(groups.keys);
-  const std::size_t nb = 2 * groups.keys.size() + 1;
-  const int workers = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, n)));
-  std::vector<std::vector<int64_t>> partial(static_cast<std::size_t>(workers));
-  parallel_for(workers, n, [&](int64_t b, int64_t e, int t) {
-    auto& counts = partial[static_cast<std::size_t>(t)];
-    counts.assign(nb, 0);
-    for (int64_t i = b; i < e; ++i) {
-      const float* m = maps + i * hw;
-      const uint8_t* g = masks + i * hw;
-      for (int64_t j = 0; j < hw; ++j)
-        if (!g[j]) ++counts[index.slot(descending_key(m[j]))];
-    }
-  });
-  std::vector<int64_t> buckets(nb, 0);
-  for (const auto& c : partial)
-    for (std::size_t j = 0; j < c.size(); ++j) buckets[j] += c[j];
+  for (int r = 0; r < runs; ++r)
+    neg_runs.emplace_back(neg.data() + N * r / runs, neg.data() + N * (r + 1) / runs);
 
   CurveAccumulator acc;
   acc.P = P;
   acc.N = N;
   for (double l : req.aupro_limits) acc.pro.push_back({l});
   acc.regions = static_cast<double>(weight.size());
-  walk(groups, buckets, acc);
+  walk(neg_runs, pos.data(), pos.data() + pos.size(), want_pro ? weight.data() : nullptr, acc);
 
   PixelMetrics out;
   fill_binary(acc, breq, out.binary);

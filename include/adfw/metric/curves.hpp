@@ -1,11 +1,9 @@
 // Exact threshold-free detection metrics on flat arrays (no LibTorch needed).
 //
 // Every distinct score value is a threshold, as in scikit-learn's roc_curve /
-// precision_recall_curve: tied scores enter the curves together. Only the positives (defect
-// pixels) are sorted, O(P log P); every negative is counted, in O(1) expected time, into the bucket
-// between two consecutive positive scores, since the curves only bend where a positive enters.
-// Scratch memory: 8 bytes per defect pixel plus 8 bytes per distinct defect score and worker;
-// nothing per defect-free pixel. Work is split over `threads` worker threads.
+// precision_recall_curve: tied scores enter the curves together. Work is O(n log n) time (radix
+// sorts of 32-bit order-preserving keys) and about 8 bytes of scratch memory per defect-free pixel
+// plus 8 per defect pixel, split over `threads` worker threads.
 #pragma once
 
 #include <cstddef>
