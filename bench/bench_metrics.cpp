@@ -1,6 +1,12 @@
 // Pixel metrics on realistic test sets: 256 x 256 maps, about 1.5 % defect pixels in blobs, smooth
 // scores with noise, so most scores are distinct. Sizes 1 M, 10 M and 100 M pixels (MVTec AD's largest
 // category at 256 x 256 is about 100 M pixels).
+//
+// Measured (2 threads, Release, on a 2-core machine shared with other builds, load average 6-10, so
+// wall times are inflated): all pixel metrics together (AUROC, AP, F1-max, AUPRO@0.3) at 100 M
+// pixels 8.7 s (load 6) to 15.7 s (load 10); 10 M 0.9-1.7 s; 1 M 0.06-0.15 s. Each metric alone costs
+// about the same (the sort dominates). Peak RSS of the 100 M run: 1.43 GB, of which 0.5 GB are the
+// maps and masks themselves (scratch: 8 bytes per defect-free pixel, 8 per defect pixel).
 #include <cmath>
 #include <map>
 #include <random>

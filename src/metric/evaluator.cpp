@@ -10,6 +10,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/io.hpp"
 #include "adfw/metric/metric.hpp"
 
 namespace adfw {
@@ -90,25 +91,6 @@ std::string csv_field(const std::string& s) {
 
 }  // namespace
 
-void write_text_atomic(const fs::path& file, const std::string& text) {
-  if (file.has_parent_path()) fs::create_directories(file.parent_path());
-  fs::path tmp = file;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("cannot create '" + tmp.string() + "' (is the folder writable?)");
-    out << text;
-    out.flush();
-    if (!out) throw Error("writing '" + tmp.string() + "' failed (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error("cannot move '" + tmp.string() + "' into place as '" + file.string() + "'");
-  }
-}
-
 nlohmann::json EvalResult::to_json() const {
   nlohmann::json j;
   j["metrics"] = values;
@@ -177,7 +159,7 @@ EvalResult evaluate(const EvalInput& in, const EvalOptions& opt) {
 void write_metrics_json(const fs::path& file, const EvalResult& result, const nlohmann::json& protocol) {
   nlohmann::json j = result.to_json();
   j["protocol"] = protocol;
-  write_text_atomic(file, j.dump(2) + "\n");
+  write_file_atomic(file, j.dump(2) + "\n");
 }
 
 void write_per_image_csv(const fs::path& file, const EvalInput& in, const EvalResult& result) {
@@ -195,7 +177,7 @@ void write_per_image_csv(const fs::path& file, const EvalInput& in, const EvalRe
       << csv_field(k < in.defect_types.size() ? in.defect_types[k] : std::string()) << ','
       << labels[i].item<int64_t>() << ',' << result.image_scores[k] << '\n';
   }
-  write_text_atomic(file, s.str());
+  write_file_atomic(file, s.str());
 }
 
 std::vector<fs::path> write_overlays(const fs::path& dir, const EvalInput& in, const EvalResult& result,

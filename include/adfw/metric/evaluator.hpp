@@ -75,7 +75,4 @@ struct OverlayOptions {
 std::vector<std::filesystem::path> write_overlays(const std::filesystem::path& dir, const EvalInput& input,
                                                   const EvalResult& result, const OverlayOptions& options = {});
 
-/// Writes `text` to `file` via a temporary file and a rename.
-void write_text_atomic(const std::filesystem::path& file, const std::string& text);
-
 }  // namespace adfw
