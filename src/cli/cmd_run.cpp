@@ -70,8 +70,7 @@ int run_cmd(const std::vector<std::string>& args) {
   nlohmann::json m = run_experiment(cfg, req);
   // The headline numbers on stdout, the rest is in the run folder.
   nlohmann::json brief = nlohmann::json::object();
-  for (const auto& key : {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro"})
-    if (m.contains(key)) brief[key] = m[key];
+  if (m.contains("metrics")) brief = m["metrics"];
   brief["run_folder"] = m.value("run_folder", "");
   std::cout << brief.dump(2) << std::endl;
   return 0;

@@ -168,15 +168,22 @@ void Transform::augment(DecodedImage& d, std::mt19937_64& g) const {
 
 Sample Transform::to_sample(const DecodedImage& d, const SampleInfo& info) const {
   Sample s;
-  const cv::Mat img = d.image.isContinuous() ? d.image : d.image.clone();
-  const int h = img.rows, w = img.cols, c = img.channels();
-  s.image = torch::from_blob(const_cast<uchar*>(img.ptr<uchar>()), {h, w, c}, torch::kUInt8)
-                .permute({2, 0, 1})
-                .to(torch::kFloat32)
-                .div_(255.0f)
-                .contiguous();
-  const cv::Mat m = d.mask.isContinuous() ? d.mask : d.mask.clone();
-  s.mask = torch::from_blob(const_cast<uchar*>(m.ptr<uchar>()), {1, h, w}, torch::kUInt8).to(torch::kFloat32);
+  const int h = d.image.rows, w = d.image.cols, c = d.image.channels();
+  // Convert and de-interleave straight into the tensor's planes (one pass, no extra copies).
+  s.image = torch::empty({c, h, w}, torch::kFloat32);
+  float* dst = s.image.data_ptr<float>();
+  std::vector<cv::Mat> planes;
+  for (int i = 0; i < c; ++i) planes.emplace_back(h, w, CV_32F, dst + static_cast<std::size_t>(i) * h * w);
+  if (c == 1) {
+    d.image.convertTo(planes[0], CV_32F, 1.0 / 255.0);
+  } else {
+    cv::Mat f;
+    d.image.convertTo(f, CV_32F, 1.0 / 255.0);
+    cv::split(f, planes);
+  }
+  s.mask = torch::empty({1, h, w}, torch::kFloat32);
+  cv::Mat mask_plane(h, w, CV_32F, s.mask.data_ptr<float>());
+  d.mask.convertTo(mask_plane, CV_32F);
   s.has_mask = d.has_mask;
   s.info = info;
   return s;

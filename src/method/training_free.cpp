@@ -6,6 +6,7 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/core/progress.hpp"
+#include "adfw/metric/reducers.hpp"
 
 namespace F = torch::nn::functional;
 
@@ -22,6 +23,18 @@ void for_each_feature_batch(Backbone& backbone, Loader& loader, const RunContext
     fn(maps, *batch);
     bar.step(batch->size());
   }
+}
+
+torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int64_t width,
+                                  const MapSmoothingOptions& o) {
+  torch::Tensor out = metric::UpsamplePostprocess().apply(maps, {height, width});
+  if (o.sigma > 0) {
+    metric::GaussianOptions g;
+    g.sigma = o.sigma;
+    g.kernel_size = o.kernel_size;
+    out = metric::GaussianPostprocess(g).apply(out, {height, width});
+  }
+  return out;
 }
 
 namespace {

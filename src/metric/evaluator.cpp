@@ -228,7 +228,7 @@ std::vector<fs::path> write_overlays(const fs::path& dir, const EvalInput& in, c
   for (int64_t i : chosen) {
     const auto k = static_cast<std::size_t>(i);
     cv::Mat input;
-    if (k < in.paths.size()) input = cv::imread(in.paths[k], cv::IMREAD_COLOR);
+    if (k < in.paths.size() && fs::exists(in.paths[k])) input = cv::imread(in.paths[k], cv::IMREAD_COLOR);
     if (input.empty()) input = cv::Mat(static_cast<int>(h), static_cast<int>(w), CV_8UC3, cv::Scalar(128, 128, 128));
     else cv::resize(input, input, cv::Size(static_cast<int>(w), static_cast<int>(h)), 0, 0, cv::INTER_AREA);
 

@@ -10,21 +10,19 @@
 
 #include "adfw/data/sample.hpp"
 #include "adfw/method/method.hpp"
+#include "adfw/metric/evaluator.hpp"
 
 namespace adfw {
 
-struct EvalOptions;
 
 /// Everything the evaluator needs, gathered batch by batch (CPU, float32 maps, uint8 masks).
 struct EvalInputs {
   std::vector<torch::Tensor> maps;    ///< per image (H,W) float32
   std::vector<torch::Tensor> masks;   ///< per image (H,W) uint8 0/1
-  std::vector<torch::Tensor> images;  ///< per image (C,H,W) as fed to the method (kept for overlays only)
   std::vector<float> scores;
   std::vector<int> labels;
   std::vector<bool> has_mask;
   std::vector<SampleInfo> info;
-  int keep_images = 8;  ///< how many input images to keep for overlays
 
   void add(const Batch& batch, const Prediction& p);
 };

@@ -13,24 +13,9 @@
 #include "adfw/data/dataset.hpp"
 #include "adfw/data/transforms.hpp"
 #include "adfw/method/method.hpp"
+#include "adfw/metric/evaluator.hpp"
 
 namespace adfw {
-
-struct EvalOptions {
-  std::vector<std::string> metrics = {"image_auroc", "image_ap",     "image_f1_max", "pixel_auroc",
-                                      "pixel_ap",    "pixel_f1_max", "aupro"};
-  double fpr_limit = 0.3;
-  int overlays = 8;
-  int batch_size = 8;
-  template <class V>
-  void fields(V& v) {
-    v("metrics", metrics, "metrics to compute (see adfw list metric); pixel metrics need masks");
-    v("fpr_limit", fpr_limit, "FPR limit up to which AUPRO is integrated (default 0.3)", Check::open_range(0, 1.0000001));
-    v("overlays", overlays, "heatmap overlays written to maps/ (a sample of the test set; 0 = none)",
-      Check::at_least(0));
-    v("batch_size", batch_size, "test batch size (default 8)", Check::at_least(1));
-  }
-};
 
 struct ExperimentOptions {
   std::string name;

@@ -29,11 +29,16 @@ struct EvalOptions {
                                       "pixel_ap",    "pixel_f1_max", "aupro"};
   double fpr_limit = 0.3;
   int threads = 0;
+  int overlays = 8;
+  int batch_size = 8;
   template <class V>
   void fields(V& v) {
     v("metrics", metrics, "metric names to compute (see `adfw list metric`)");
     v("fpr_limit", fpr_limit, "FPR integration limit of aupro", Check{0.0, 1.0, true, false, {}});
     v("threads", threads, "worker threads for the pixel metrics (0 = all cores)", Check::at_least(0));
+    v("overlays", overlays, "heatmap overlays written to the run's maps/ folder (a sample of the test set; 0 = none)",
+      Check::at_least(0));
+    v("batch_size", batch_size, "test-time batch size of the run engine", Check::at_least(1));
   }
 };
 

@@ -1,0 +1,86 @@
+// Backbones: pretrained networks that turn a normalised image batch into named feature maps
+// ("taps") for feature-based methods. Each backbone declares its input normalisation, so an
+// experiment cannot pair a backbone with the wrong one by accident.
+//
+// Registered names (plugins/backbones/register.cpp):
+//   "resnet"       torchvision ResNet / Wide-ResNet family        (ResNetBackbone, resnet.hpp)
+//   "dinov2"       DINOv2 ViT-S/B/L/g /14, with or without registers (DinoV2Backbone, dinov2.hpp)
+//   "mobilenet_v1" Keras MobileNet v1 1.0 up to conv_pw_12         (MobileNetV1Backbone, mobilenet.hpp)
+//
+// Every backbone is frozen by default (parameters without gradients, eval mode, forward under
+// NoGradGuard); `trainable = true` turns on gradients and train mode for fine-tuning.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace adfw {
+
+/// How RGB values in 0..255 become the model's input: x' = (x * scale - mean[c]) / std[c].
+struct Normalization {
+  std::string name;          ///< "imagenet", "mobilenet" (x/127.5 - 1)
+  double scale = 1.0 / 255;  ///< applied first
+  std::vector<double> mean;  ///< per RGB channel, after scaling
+  std::vector<double> std;   ///< per RGB channel, after scaling
+
+  /// torchvision / DINOv2: x/255, then ImageNet mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225).
+  static Normalization imagenet();
+  /// Keras / TF-slim MobileNet ("tf" mode): x/127.5 - 1.
+  static Normalization mobilenet();
+  /// Applies to an (N,3,H,W) or (3,H,W) float RGB tensor in 0..255 (any device).
+  torch::Tensor apply(const torch::Tensor& rgb255) const;
+};
+
+class Backbone {
+ public:
+  static constexpr const char* family = "backbone";
+  virtual ~Backbone() = default;
+
+  /// Every tap this backbone can return, shallow to deep.
+  virtual std::vector<std::string> taps() const = 0;
+  /// The taps forward() returns (the `layers` option), shallow to deep.
+  virtual std::vector<std::string> selected_taps() const = 0;
+  /// Input (N,3,H,W), already normalised; returns the selected taps, computing only as deep as the
+  /// deepest of them. Frozen backbones run without autograd.
+  virtual std::map<std::string, torch::Tensor> forward(const torch::Tensor& x) = 0;
+  /// Channels of a tap; throws adfw::ConfigError for unknown taps.
+  virtual int64_t channels(const std::string& tap) const = 0;
+  /// Input pixels per output position of a tap (0 for taps without a spatial grid: pool, logits).
+  virtual int64_t stride(const std::string& tap) const = 0;
+  virtual Normalization normalization() const = 0;
+  /// The underlying module (for .to(device), parameters(), train()/eval(), saving).
+  virtual torch::nn::Module& module() = 0;
+};
+
+namespace backbone {
+
+/// $TORCH_HOME/hub/checkpoints, TORCH_HOME defaulting to $XDG_CACHE_HOME/torch or ~/.cache/torch
+/// (where torch.hub and torchvision keep downloaded weights).
+std::filesystem::path hub_checkpoint_dir();
+
+/// Resolves the `weights` option: "random" -> "" (no file); an explicit path -> that path (must
+/// exist); "" -> the first of `official_names` present in hub_checkpoint_dir(), else any file there
+/// named "<arch>-*.pth" (torchvision's hash suffix). Throws adfw::ConfigError naming the places
+/// searched when nothing is found.
+std::filesystem::path resolve_weights(const std::string& weights, const std::string& arch,
+                                      const std::vector<std::string>& official_names);
+
+/// Frozen: requires_grad false and eval mode; trainable: requires_grad true and train mode.
+void set_trainable(torch::nn::Module& module, bool trainable);
+
+/// Validates `requested` against `available` (ConfigError with did-you-mean, naming `option`);
+/// empty -> `fallback`. Returns them ordered shallow to deep, without duplicates.
+std::vector<std::string> select_taps(const std::vector<std::string>& requested,
+                                     const std::vector<std::string>& available,
+                                     const std::vector<std::string>& fallback, const std::string& option);
+
+/// Checks a forward() input: 4-D, 3 channels, floating point, spatial size >= `min_size`.
+void check_input(const torch::Tensor& x, const std::string& who, int64_t min_size = 1);
+
+}  // namespace backbone
+}  // namespace adfw

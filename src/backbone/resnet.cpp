@@ -1,0 +1,190 @@
+// torchvision ResNet family; see include/adfw/backbone/resnet.hpp.
+#include "adfw/backbone/resnet.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "adfw/core/checkpoint.hpp"
+#include "adfw/core/error.hpp"
+
+namespace adfw {
+namespace F = torch::nn::functional;
+
+namespace {
+
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad).bias(false));
+}
+torch::nn::BatchNorm2d bn(int64_t c) { return torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(c).eps(1e-5)); }
+
+/// Stage index of a tap ("stem" 0, "layer1" 1 .. "logits" 6).
+int tap_depth(const std::string& tap) {
+  const auto& names = ResNetImpl::tap_names();
+  const auto it = std::find(names.begin(), names.end(), tap);
+  if (it == names.end()) throw ConfigError("resnet: unknown tap '" + tap + "'." + suggest_from(tap, names));
+  return static_cast<int>(it - names.begin());
+}
+
+}  // namespace
+
+ResNetConfig ResNetConfig::for_arch(const std::string& arch) {
+  ResNetConfig c;
+  if (arch == "resnet18") c = {false, {2, 2, 2, 2}, 64};
+  else if (arch == "resnet34") c = {false, {3, 4, 6, 3}, 64};
+  else if (arch == "resnet50") c = {true, {3, 4, 6, 3}, 64};
+  else if (arch == "resnet101") c = {true, {3, 4, 23, 3}, 64};
+  else if (arch == "resnet152") c = {true, {3, 8, 36, 3}, 64};
+  else if (arch == "wide_resnet50_2") c = {true, {3, 4, 6, 3}, 128};
+  else if (arch == "wide_resnet101_2") c = {true, {3, 4, 23, 3}, 128};
+  else
+    throw ConfigError("resnet: unknown arch '" + arch + "'." +
+                      suggest_from(arch, {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                          "wide_resnet50_2", "wide_resnet101_2"}));
+  return c;
+}
+
+ResNetBlockImpl::ResNetBlockImpl(bool bottleneck, int64_t inplanes, int64_t planes, int64_t stride,
+                                 int64_t width_per_group)
+    : bottleneck_(bottleneck) {
+  const int64_t expansion = bottleneck ? 4 : 1;
+  if (bottleneck) {
+    const int64_t width = static_cast<int64_t>(planes * (width_per_group / 64.0));
+    conv1_ = register_module("conv1", conv(inplanes, width, 1, 1, 0));
+    bn1_ = register_module("bn1", bn(width));
+    conv2_ = register_module("conv2", conv(width, width, 3, stride, 1));
+    bn2_ = register_module("bn2", bn(width));
+    conv3_ = register_module("conv3", conv(width, planes * expansion, 1, 1, 0));
+    bn3_ = register_module("bn3", bn(planes * expansion));
+  } else {
+    conv1_ = register_module("conv1", conv(inplanes, planes, 3, stride, 1));
+    bn1_ = register_module("bn1", bn(planes));
+    conv2_ = register_module("conv2", conv(planes, planes, 3, 1, 1));
+    bn2_ = register_module("bn2", bn(planes));
+  }
+  if (stride != 1 || inplanes != planes * expansion) {
+    down_conv_ = conv(inplanes, planes * expansion, 1, stride, 0);
+    down_bn_ = bn(planes * expansion);
+    torch::nn::ModuleList down;
+    down->push_back(down_conv_);
+    down->push_back(down_bn_);
+    register_module("downsample", down);
+  }
+}
+
+torch::Tensor ResNetBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = torch::relu(bn1_(conv1_(x)));
+  out = bn2_(conv2_(out));
+  if (bottleneck_) out = bn3_(conv3_(torch::relu(out)));
+  const torch::Tensor identity = down_conv_ ? down_bn_(down_conv_(x)) : x;
+  return torch::relu(out + identity);
+}
+
+const std::vector<std::string>& ResNetImpl::tap_names() {
+  static const std::vector<std::string> names = {"stem", "layer1", "layer2", "layer3", "layer4", "pool", "logits"};
+  return names;
+}
+
+ResNetImpl::ResNetImpl(const ResNetConfig& config) : config_(config) {
+  if (config.blocks.size() != 4)
+    throw ConfigError("resnet: blocks needs 4 values (one per stage), got " + std::to_string(config.blocks.size()));
+  conv1_ = register_module("conv1", conv(3, 64, 7, 2, 3));
+  bn1_ = register_module("bn1", bn(64));
+  int64_t inplanes = 64;
+  for (int s = 0; s < 4; ++s) {
+    if (config.blocks[s] < 1) throw ConfigError("resnet: every stage needs at least one block");
+    const int64_t planes = 64 << s;
+    torch::nn::ModuleList layer;
+    for (int64_t b = 0; b < config.blocks[s]; ++b) {
+      layer->push_back(ResNetBlock(config.bottleneck, inplanes, planes, (b == 0 && s > 0) ? 2 : 1,
+                                   config.width_per_group));
+      inplanes = planes * config.expansion();
+    }
+    layers_.push_back(register_module("layer" + std::to_string(s + 1), layer));
+  }
+  fc_ = register_module("fc", torch::nn::Linear(inplanes, config.num_classes));
+}
+
+std::map<std::string, torch::Tensor> ResNetImpl::forward_taps(const torch::Tensor& x,
+                                                              const std::vector<std::string>& wanted) {
+  int deepest = -1;
+  for (const auto& w : wanted) deepest = std::max(deepest, tap_depth(w));
+  std::map<std::string, torch::Tensor> out;
+  auto keep = [&](int depth, const torch::Tensor& t) {
+    const std::string& name = tap_names()[depth];
+    if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t;
+  };
+  if (deepest < 0) return out;
+  torch::Tensor h = torch::relu(bn1_(conv1_(x)));
+  h = F::max_pool2d(h, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
+  keep(0, h);
+  for (int s = 0; s < 4 && s < deepest; ++s) {
+    for (const auto& block : *layers_[s]) h = block->as<ResNetBlockImpl>()->forward(h);
+    keep(s + 1, h);
+  }
+  if (deepest >= 5) {
+    h = torch::flatten(F::adaptive_avg_pool2d(h, F::AdaptiveAvgPool2dFuncOptions(1)), 1);
+    keep(5, h);
+  }
+  if (deepest >= 6) keep(6, fc_(h));
+  return out;
+}
+
+ResNetBackbone::ResNetBackbone(const Options& options) : options_(options) {
+  ResNetConfig config = ResNetConfig::for_arch(options.arch);
+  if (!options.blocks.empty()) config.blocks = options.blocks;
+  selected_ = backbone::select_taps(options.layers, ResNetImpl::tap_names(), {"layer2", "layer3"}, "layers");
+  net_ = ResNet(config);
+  const std::map<std::string, std::string> official = {
+      {"resnet18", "resnet18-f37072fd.pth"},       {"resnet34", "resnet34-b627a593.pth"},
+      {"resnet50", "resnet50-0676ba61.pth"},       {"resnet101", "resnet101-63fe2227.pth"},
+      {"resnet152", "resnet152-394f9c45.pth"},     {"wide_resnet50_2", "wide_resnet50_2-95faca4d.pth"},
+      {"wide_resnet101_2", "wide_resnet101_2-32ee1156.pth"}};
+  weights_path_ = backbone::resolve_weights(options.weights, options.arch, {official.at(options.arch)});
+  if (weights_path_.empty()) {
+    // torchvision's init: kaiming-normal (fan_out, relu) convs, BN identity, default Linear init.
+    auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(options.seed));
+    torch::NoGradGuard no_grad;
+    for (auto& p : net_->named_parameters(true)) {
+      torch::Tensor t = p.value();
+      const std::string& k = p.key();
+      if (t.dim() == 4) {
+        const double fan_out = static_cast<double>(t.size(0) * t.size(2) * t.size(3));
+        t.normal_(0.0, std::sqrt(2.0 / fan_out), gen);
+      } else if (k.rfind("fc.", 0) == 0) {
+        const double bound = 1.0 / std::sqrt(static_cast<double>(net_->config().expansion() * 512));
+        t.uniform_(-bound, bound, gen);
+      }
+    }
+  } else {
+    load_checkpoint(*net_, weights_path_);
+  }
+  backbone::set_trainable(*net_, options.trainable);
+}
+
+std::vector<std::string> ResNetBackbone::taps() const { return ResNetImpl::tap_names(); }
+
+std::map<std::string, torch::Tensor> ResNetBackbone::forward(const torch::Tensor& x) {
+  backbone::check_input(x, "resnet", 1);
+  if (options_.trainable) return net_->forward_taps(x, selected_);
+  torch::NoGradGuard no_grad;
+  return net_->forward_taps(x, selected_);
+}
+
+int64_t ResNetBackbone::channels(const std::string& tap) const {
+  const int d = tap_depth(tap);
+  const int64_t e = net_->config().expansion();
+  if (d == 0) return 64;
+  if (d <= 4) return (64LL << (d - 1)) * e;
+  if (d == 5) return 512 * e;
+  return net_->config().num_classes;
+}
+
+int64_t ResNetBackbone::stride(const std::string& tap) const {
+  const int d = tap_depth(tap);
+  if (d == 0) return 4;
+  if (d <= 4) return 4LL << (d - 1);
+  return 0;
+}
+
+}  // namespace adfw
