@@ -146,8 +146,9 @@ int sweep_cmd(const std::vector<std::string>& args) {
     return failed && !rerun_failed ? 1 : 0;
   }
   const fs::path adfw = launch.adfw.empty() ? sweep::self_executable() : launch.adfw;
-  const std::string script = sweep::slurm_script(manifest, slurm, todo, adfw, launch.plugins, false);
-  const std::string job = sweep::submit_slurm(manifest, script, !no_submit);
+  const fs::path snapshot = sweep::write_snapshot(spec, runs);
+  const std::string script = sweep::slurm_script(manifest, slurm, todo, adfw, launch.plugins, snapshot);
+  const std::string job = sweep::submit_slurm(manifest, script, snapshot, !no_submit);
   const fs::path script_file = spec.folder() / "slurm" / "sweep.sbatch";
   if (no_submit) {
     std::cout << "wrote " << script_file.string() << " (" << todo.size() << " of " << runs.size()
@@ -220,7 +221,7 @@ int task_cmd(const std::vector<std::string>& args) {
       "rerun-failed", po::bool_switch(&rerun_failed), "run it again when it failed before");
   po::positional_options_description pos;
   pos.add("folder", 1).add("index", 1);
-  const std::string usage = "adfw sweep task <sweep folder> <index> [--threads N] [--rerun-failed]";
+  const std::string usage = "adfw sweep task <sweep folder | manifest.json> <index> [--threads N] [--rerun-failed]";
   auto vm = parse(args, d, pos, usage);
   if (vm.count("help")) return 0;
   if (folder.empty() || index < 0) throw ConfigError("missing sweep folder or run index\nusage: " + usage);

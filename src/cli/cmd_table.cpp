@@ -82,7 +82,7 @@ int table_cmd(const std::vector<std::string>& args) {
   o.where = where.empty() ? set.defaults.where : where;
   o.percent = !raw;
   o.digits = digits;
-  o.reference = !no_reference;
+  o.reference = !no_reference && set.defaults.reference;
   o.caption = caption;
   const table::Table t = table::build_table(set, o);
   const std::string text = table::render(t, o, format);

@@ -331,13 +331,16 @@ TableDefaults read_table_defaults(const toml::table& t) {
     if (key == "rows") d.rows = str_of(v, path);
     else if (key == "cols") d.cols = str_of(v, path);
     else if (key == "metrics") d.metrics = strings_of(v, path);
-    else if (key == "where") {
+    else if (key == "reference") {
+      if (!v.is_boolean()) throw config_error(pos_of(v), path, "expected true or false, got " + describe_node(v));
+      d.reference = v.as_boolean()->get();
+    } else if (key == "where") {
       if (!v.is_table()) throw config_error(pos_of(v), path, "expected a table of key = value filters");
       std::vector<Assignment> w;
       flatten_values(*v.as_table(), "", w);
       for (const auto& a : w) d.where.push_back(a.str());
     } else {
-      throw config_error(pos_of(v), path, "unknown key." + suggest_from(key, {"rows", "cols", "metrics", "where"}));
+      throw config_error(pos_of(v), path, "unknown key." + suggest_from(key, {"rows", "cols", "metrics", "where", "reference"}));
     }
   }
   return d;
@@ -357,8 +360,11 @@ SweepSpec read_sweep(const fs::path& file, const fs::path& output) {
       throw config_error(pos_of(v), key, "unknown sweep key." + suggest_from(key, kTopKeys));
   }
   s.name = t.contains("name") ? str_of(*t.get("name"), "name") : s.file.stem().string();
-  if (s.name.empty() || s.name.find('/') != std::string::npos || s.name == "." || s.name == "..")
-    throw ConfigError(where + ": name: must be a non-empty folder name without '/'");
+  // The name becomes a folder, a Slurm job name and part of #SBATCH paths: keep it plain.
+  if (s.name.empty() || s.name == "." || s.name == ".." || !std::all_of(s.name.begin(), s.name.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '+';
+      }))
+    throw ConfigError(where + ": name: \"" + s.name + "\" must be a plain folder name (letters, digits, . _ - +)");
   if (t.contains("description")) s.description = str_of(*t.get("description"), "description");
   if (!t.contains("base"))
     throw ConfigError(where + ": base: missing; name the experiment to vary, e.g. base = \"../patchcore.toml\"");
@@ -572,7 +578,7 @@ std::vector<std::string> axis_keys_of(const SweepSpec& spec) {
 }
 
 nlohmann::json table_json(const TableDefaults& t) {
-  return {{"rows", t.rows}, {"cols", t.cols}, {"metrics", t.metrics}, {"where", t.where}};
+  return {{"rows", t.rows}, {"cols", t.cols}, {"metrics", t.metrics}, {"where", t.where}, {"reference", t.reference}};
 }
 
 }  // namespace
@@ -621,8 +627,13 @@ void write_manifest(const SweepSpec& spec, const std::vector<SweepRun>& runs) {
   write_json(spec.folder() / "sweep.json", manifest_json(spec, runs));
 }
 
-Manifest read_manifest(const fs::path& folder) {
-  const fs::path file = folder / "sweep.json";
+Manifest read_manifest(const fs::path& folder_or_file) {
+  fs::path folder = folder_or_file, file = folder_or_file / "sweep.json";
+  if (fs::is_regular_file(folder_or_file)) {
+    file = folder_or_file;
+    folder = fs::absolute(file).lexically_normal().parent_path();
+    if (folder.filename() == "slurm") folder = folder.parent_path();
+  }
   if (!fs::exists(file))
     throw ConfigError(folder.string() + " holds no sweep.json: not a sweep folder (give the sweep file, or run `adfw sweep` first)");
   const nlohmann::json j = read_json(file);
@@ -638,6 +649,7 @@ Manifest read_manifest(const fs::path& folder) {
     m.table.cols = t.value("cols", "");
     m.table.metrics = t.value("metrics", std::vector<std::string>{});
     m.table.where = t.value("where", std::vector<std::string>{});
+    m.table.reference = t.value("reference", true);
     m.reproduces = Reproduces::from_json(j.value("reproduces", nlohmann::json::object()));
     for (const auto& r : j.at("runs")) {
       SweepRun run;
@@ -937,15 +949,30 @@ std::string array_spec(const std::vector<std::size_t>& indices) {
   return out;
 }
 
+fs::path write_snapshot(const SweepSpec& spec, const std::vector<SweepRun>& runs) {
+  const fs::path dir = spec.folder() / "slurm";
+  fs::create_directories(dir);
+  for (int k = 1;; ++k) {
+    const fs::path f = dir / ("manifest-" + std::to_string(k) + ".json");
+    if (fs::exists(f)) continue;
+    write_json(f, manifest_json(spec, runs));
+    return f;
+  }
+}
+
 std::string slurm_script(const Manifest& m, const SlurmOptions& s, const std::vector<std::size_t>& indices,
-                         const fs::path& adfw, const std::vector<std::string>& plugins, bool rerun_failed) {
+                         const fs::path& adfw, const std::vector<std::string>& plugins, const fs::path& manifest_file) {
   if (indices.empty()) throw Error("no runs to submit");
   std::ostringstream os;
   os << "#!/bin/bash\n"
-     << "# adfw sweep '" << m.name << "': a Slurm job array; task i runs run i of sweep.json\n"
+     << "# adfw sweep '" << m.name << "': a Slurm job array; task i runs run i of " << manifest_file.filename().string() << "\n"
      << "# (`adfw sweep task` skips a run that is done and resumes an interrupted one).\n"
      << "# Written by `adfw sweep --backend slurm`; resubmit with the same command.\n";
-  std::string job = "adfw-" + slug_chars(m.name);
+  const std::string job = "adfw-" + m.name;
+  for (const auto& p : {m.folder, manifest_file, adfw})
+    if (p.string().find_first_of(" \t\n") != std::string::npos)
+      throw ConfigError("Slurm: " + p.string() + " contains white space, which #SBATCH lines cannot hold; "
+                        "use an output folder without spaces (sweep `output` or --output)");
   os << "#SBATCH --job-name=" << job << "\n";
   os << "#SBATCH --array=" << array_spec(indices);
   if (s.max_parallel > 0) os << "%" << s.max_parallel;
@@ -969,13 +996,11 @@ std::string slurm_script(const Manifest& m, const SlurmOptions& s, const std::ve
      << "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then threads=(--threads \"$SLURM_CPUS_PER_TASK\"); fi\n"
      << "exec " << shell_quote(adfw.string());
   for (const auto& p : plugins) os << " --plugin " << shell_quote(p);
-  os << " sweep task " << shell_quote(m.folder.string()) << " \"$SLURM_ARRAY_TASK_ID\" \"${threads[@]}\"";
-  if (rerun_failed) os << " --rerun-failed";
-  os << "\n";
+  os << " sweep task " << shell_quote(manifest_file.string()) << " \"$SLURM_ARRAY_TASK_ID\" \"${threads[@]}\"\n";
   return os.str();
 }
 
-std::string submit_slurm(const Manifest& m, const std::string& script, bool submit) {
+std::string submit_slurm(const Manifest& m, const std::string& script, const fs::path& manifest_file, bool submit) {
   const fs::path dir = m.folder / "slurm";
   fs::create_directories(dir / "logs");  // sbatch does not create the --output folder
   const fs::path file = dir / "sweep.sbatch";
@@ -1017,21 +1042,41 @@ std::string submit_slurm(const Manifest& m, const std::string& script, bool subm
     for (std::string line; std::getline(ss, line);)
       if (line.rfind("#SBATCH --array=", 0) == 0) spec = line.substr(16);
   }
-  jobs.push_back({{"job_id", job}, {"array", spec}, {"submitted", now_iso()}, {"script", file.string()}});
+  jobs.push_back({{"job_id", job},
+                  {"array", spec},
+                  {"submitted", now_iso()},
+                  {"manifest", manifest_file.lexically_relative(m.folder).string()}});
   write_json(dir / "jobs.json", jobs);
   return job;
 }
 
 namespace {
 
-/// Array task id -> Slurm state ("PENDING", "RUNNING", ...) from squeue, for the recorded jobs.
-std::map<std::size_t, std::string> slurm_states(const fs::path& folder, bool* answered) {
-  std::map<std::size_t, std::string> out;
+/// Run id -> Slurm state ("PENDING", "RUNNING", ...) from squeue, for the recorded jobs (each
+/// job's array indices are read against the manifest it was submitted with).
+std::map<std::string, std::string> slurm_states(const Manifest& m, bool* answered) {
+  std::map<std::string, std::string> out;
   *answered = false;
-  const fs::path jobs_file = folder / "slurm" / "jobs.json";
+  const fs::path jobs_file = m.folder / "slurm" / "jobs.json";
   if (!fs::exists(jobs_file)) return out;
   std::string ids;
-  for (const auto& j : read_json(jobs_file)) ids += (ids.empty() ? "" : ",") + j.value("job_id", std::string());
+  std::map<std::string, std::vector<std::string>> index_to_id;  // job -> run id per array index
+  for (const auto& j : read_json(jobs_file)) {
+    const std::string job = j.value("job_id", std::string());
+    if (job.empty()) continue;
+    ids += (ids.empty() ? "" : ",") + job;
+    std::vector<std::string>& map = index_to_id[job];
+    const fs::path mf = m.folder / j.value("manifest", std::string());
+    if (!j.value("manifest", std::string()).empty() && fs::exists(mf)) {
+      try {
+        for (const auto& r : read_json(mf).at("runs")) map.push_back(r.at("id").get<std::string>());
+      } catch (const std::exception&) {
+        map.clear();
+      }
+    }
+    if (map.empty())
+      for (const auto& r : m.runs) map.push_back(r.id);
+  }
   if (ids.empty()) return out;
   const char* env = std::getenv("ADFW_SQUEUE");
   const std::string squeue = env && *env ? env : "squeue";
@@ -1049,7 +1094,8 @@ std::map<std::size_t, std::string> slurm_states(const fs::path& folder, bool* an
   while (lines >> job >> task >> state) {
     std::size_t idx = 0;
     auto r = std::from_chars(task.data(), task.data() + task.size(), idx);
-    if (r.ec == std::errc()) out[idx] = state;
+    const auto it = index_to_id.find(job);
+    if (r.ec == std::errc() && it != index_to_id.end() && idx < it->second.size()) out[it->second[idx]] = state;
   }
   return out;
 }
@@ -1073,13 +1119,13 @@ std::string headline(const SweepRun& run) {
 
 std::vector<RunStatusLine> sweep_status(const Manifest& m, bool query_slurm) {
   bool answered = false;
-  std::map<std::size_t, std::string> queue;
-  if (query_slurm) queue = slurm_states(m.folder, &answered);
+  std::map<std::string, std::string> queue;
+  if (query_slurm) queue = slurm_states(m, &answered);
   std::vector<RunStatusLine> out;
   for (const auto& r : m.runs) {
     RunStatusLine l{r.index, r.id, "", ""};
     const RunState s = run_state(r);
-    const auto q = queue.find(r.index);
+    const auto q = queue.find(r.id);
     switch (s) {
       case RunState::done:
         l.state = "done";

@@ -234,6 +234,7 @@ TEST_CASE("sweep files: mistakes are config errors that say what to do", "[sweep
   CHECK_THAT(error_of("base = \"exp.toml\"\n[slurm]\npartiton = \"gpu\"\n"),
              Catch::Contains("slurm.partiton") && Catch::Contains("did you mean 'partition'"));
   CHECK_THAT(error_of("base = \"exp.toml\"\n[grid]\na = []\n"), Catch::Contains("at least one value"));
+  CHECK_THAT(error_of("name = \"my sweep\"\nbase = \"exp.toml\"\n"), Catch::Contains("plain folder name"));
 }
 
 TEST_CASE("local sweep: resumes, skips done runs, records failures and finishes the rest", "[sweep]") {
@@ -346,7 +347,7 @@ TEST_CASE("slurm: array spec, sbatch script, submission and queue states", "[swe
   const fs::path dir = adfw::test::temp_dir("sweep_slurm");
   base_experiment(dir);
   write(dir / "s.toml", R"(
-name = "cluster run"
+name = "cluster_run.v2"
 base = "exp.toml"
 seeds = [0, 1]
 [grid]
@@ -366,11 +367,16 @@ setup = ["module load cuda/12.1"]
   const auto runs = expand(spec, fake_launch("/opt/adfw/bin/adfw"));
   write_manifest(spec, runs);
   const Manifest m = read_manifest(spec.folder());
-  const std::string script = slurm_script(m, spec.slurm, {0, 1, 3}, "/opt/adfw/bin/adfw", {}, false);
+  const fs::path snapshot = write_snapshot(spec, runs);
+  CHECK(snapshot == spec.folder() / "slurm" / "manifest-1.json");
+  CHECK(write_snapshot(spec, runs) == spec.folder() / "slurm" / "manifest-2.json");
+  // A snapshot reads like the sweep folder's manifest.
+  CHECK(read_manifest(snapshot).runs[3].dir == m.runs[3].dir);
+  const std::string script = slurm_script(m, spec.slurm, {0, 1, 3}, "/opt/adfw/bin/adfw", {}, snapshot);
   auto has = [&](const std::string& line) { return script.find(line + "\n") != std::string::npos; };
   CHECK(script.rfind("#!/bin/bash\n", 0) == 0);
   CHECK(has("#SBATCH --array=0-1,3%2"));
-  CHECK(has("#SBATCH --job-name=adfw-cluster-run"));
+  CHECK(has("#SBATCH --job-name=adfw-cluster_run.v2"));
   CHECK(has("#SBATCH --partition=gpu"));
   CHECK(has("#SBATCH --time=01:30:00"));
   CHECK(has("#SBATCH --gres=gpu:1"));
@@ -381,8 +387,7 @@ setup = ["module load cuda/12.1"]
   CHECK(has("#SBATCH --exclude=node7"));
   CHECK(has("#SBATCH --output=" + (spec.folder() / "slurm" / "logs" / "%A_%a.out").string()));
   CHECK(has("module load cuda/12.1"));
-  CHECK(has("exec /opt/adfw/bin/adfw sweep task '" + spec.folder().string() +
-            "' \"$SLURM_ARRAY_TASK_ID\" \"${threads[@]}\""));
+  CHECK(has("exec /opt/adfw/bin/adfw sweep task " + snapshot.string() + " \"$SLURM_ARRAY_TASK_ID\" \"${threads[@]}\""));
   // #SBATCH lines must come before the first command, or sbatch ignores them.
   CHECK(script.find("#SBATCH") < script.find("set -eo pipefail"));
   CHECK(script.rfind("#SBATCH") < script.find("set -eo pipefail"));
@@ -392,13 +397,14 @@ setup = ["module load cuda/12.1"]
   write(sbatch, "#!/bin/bash\n[ \"$1\" = --parsable ] || exit 9\nhead -1 \"$2\" | grep -q bash || exit 8\necho '4242;cluster'\n");
   fs::permissions(sbatch, fs::perms::owner_all);
   ::setenv("ADFW_SBATCH", sbatch.c_str(), 1);
-  const std::string job = submit_slurm(m, script, true);
+  const std::string job = submit_slurm(m, script, snapshot, true);
   ::unsetenv("ADFW_SBATCH");
   CHECK(job == "4242");
   const auto jobs = read_json(spec.folder() / "slurm" / "jobs.json");
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0]["job_id"] == "4242");
   CHECK(jobs[0]["array"] == "0-1,3%2");
+  CHECK(jobs[0]["manifest"] == "slurm/manifest-1.json");
   CHECK(fs::is_directory(spec.folder() / "slurm" / "logs"));
   const auto listing = read_lines(spec.folder() / "slurm" / "runs.txt");
   REQUIRE(listing.size() == 5);
@@ -422,6 +428,6 @@ setup = ["module load cuda/12.1"]
   // A failing sbatch is an error that shows its output.
   write(sbatch, "#!/bin/bash\necho 'sbatch: error: invalid partition specified: gpu' >&2\nexit 1\n");
   ::setenv("ADFW_SBATCH", sbatch.c_str(), 1);
-  CHECK_THROWS_WITH(submit_slurm(m, script, true), Catch::Contains("invalid partition specified"));
+  CHECK_THROWS_WITH(submit_slurm(m, script, snapshot, true), Catch::Contains("invalid partition specified"));
   ::unsetenv("ADFW_SBATCH");
 }

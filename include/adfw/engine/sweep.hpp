@@ -54,6 +54,7 @@ struct TableDefaults {
   std::string cols;                  ///< key of the column axis ("" = one column)
   std::vector<std::string> metrics;  ///< metric names (default image_auroc)
   std::vector<std::string> where;    ///< key=value filters
+  bool reference = true;             ///< show the experiment's [reference] numbers
 };
 
 /// Which published table (and which rows of it) a sweep or experiment reproduces.
@@ -143,7 +144,9 @@ struct Manifest {
   TableDefaults table;
   Reproduces reproduces;
 };
-Manifest read_manifest(const std::filesystem::path& folder);
+/// Reads <folder>/sweep.json, or a manifest file (sweep.json or slurm/manifest-<k>.json) given
+/// directly; run folders are resolved against the sweep folder it belongs to.
+Manifest read_manifest(const std::filesystem::path& folder_or_file);
 Manifest manifest_of(const SweepSpec& spec, const std::vector<SweepRun>& runs);
 
 /// The run's state from its folder.
@@ -183,19 +186,25 @@ struct SweepSummary {
 /// stops the others. Holds <sweep folder>/.sweep.lock so two sweeps cannot share a folder.
 SweepSummary run_local(const Manifest& manifest, const LocalOptions& options);
 
-/// Slurm: the sbatch script of a job array over `indices` (runs to do). `adfw` is the executable
-/// the tasks run (`adfw sweep task <folder> $SLURM_ARRAY_TASK_ID`).
+/// Slurm: a copy of the manifest for one submission, <folder>/slurm/manifest-<k>.json, so tasks
+/// still queued from an earlier submission keep their index -> run mapping when the sweep file
+/// changes. Returns its path.
+std::filesystem::path write_snapshot(const SweepSpec& spec, const std::vector<SweepRun>& runs);
+
+/// The sbatch script of a job array over `indices` (runs to do): task i runs
+/// `adfw sweep task <manifest_file> i`. `adfw` is the executable on the nodes.
 std::string slurm_script(const Manifest& manifest, const SlurmOptions& slurm, const std::vector<std::size_t>& indices,
                          const std::filesystem::path& adfw, const std::vector<std::string>& plugins,
-                         bool rerun_failed);
+                         const std::filesystem::path& manifest_file);
 
 /// "0-3,5,7-9" for sorted unique indices.
 std::string array_spec(const std::vector<std::size_t>& indices);
 
 /// Writes the script to <folder>/slurm/sweep.sbatch and runs.txt (one `index id command` per
 /// line), submits with `sbatch --parsable` ($ADFW_SBATCH or `sbatch` from PATH), records the job
-/// in <folder>/slurm/jobs.json and returns the job id.
-std::string submit_slurm(const Manifest& manifest, const std::string& script, bool submit);
+/// and its manifest in <folder>/slurm/jobs.json and returns the job id ("" when !submit).
+std::string submit_slurm(const Manifest& manifest, const std::string& script, const std::filesystem::path& manifest_file,
+                         bool submit);
 
 /// Per-run state for `adfw sweep status`, with Slurm queue states when squeue answers.
 struct RunStatusLine {
