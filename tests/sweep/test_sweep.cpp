@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include "adfw/core/error.hpp"
@@ -103,12 +104,13 @@ TEST_CASE("run ids: readable slug plus a hash of the sorted assignments", "[swee
   // Order of the assignments does not matter; seed is always last in the slug.
   CHECK(run_id({{"seed", "1"}, {"data.category", "\"bottle\""}}) == "category-bottle_seed-1_25fc59");
   CHECK(run_id({{"method.backbone.layers", "[\"layer2\", \"layer3\"]"}, {"method.backbone.arch", "\"wide_resnet50_2\""}}) ==
-        "arch-wide_resnet50_2_layers-layer2+layer3_ded477");
+        "arch-wide-resnet50-2_layers-layer2+layer3_ded477");
   // Two axes with the same last component are told apart by their full keys.
   const std::string id = run_id({{"a.ratio", "0.5"}, {"b.ratio", "0.25"}});
   CHECK(id.rfind("a.ratio-0.5_b.ratio-0.25_", 0) == 0);
   CHECK(run_id({}) == "base");
-  // Values with odd characters are sanitised, long ones truncated; the hash keeps them apart.
+  // '_' separates the parts, so inside values it becomes '-'. Values with odd characters are
+  // sanitised, long ones truncated; the hash keeps them apart.
   const std::string odd = run_id({{"data.root", "\"/data/My Set (v2)\""}});
   CHECK(odd.rfind("root-data-My-Set-v2_", 0) == 0);
   CHECK(run_id({{"x", "\"a b\""}}) != run_id({{"x", "\"a/b\""}}));
@@ -175,7 +177,7 @@ method.backbone.layers = [["layer2"], ["layer2", "layer3"]]
   auto runs = expand(read_sweep(dir / "z.toml"), fake_launch("/bin/true"));
   REQUIRE(runs.size() == 2);
   CHECK(runs[0].id == "arch-resnet18_layers-layer2_4e6b28");
-  CHECK(runs[1].id == "arch-wide_resnet50_2_layers-layer2+layer3_ded477");
+  CHECK(runs[1].id == "arch-wide-resnet50-2_layers-layer2+layer3_ded477");
   CHECK(runs[1].axes[1].str() == "method.backbone.layers=[\"layer2\", \"layer3\"]");
 
   write(dir / "g.toml", R"(
@@ -205,7 +207,8 @@ method.backbone.layers = [["layer2"], ["layer2", "layer3"]]
 )");
   runs = expand(read_sweep(dir / "zg.toml"), fake_launch("/bin/true"));
   REQUIRE(runs.size() == 8);
-  std::set<std::string> ids(ids_of(runs).begin(), ids_of(runs).end());
+  const std::vector<std::string> all_ids = ids_of(runs);
+  const std::set<std::string> ids(all_ids.begin(), all_ids.end());
   CHECK(ids.size() == 8);
   CHECK(runs[0].axes.size() == 4);
 }
@@ -430,4 +433,59 @@ setup = ["module load cuda/12.1"]
   ::setenv("ADFW_SBATCH", sbatch.c_str(), 1);
   CHECK_THROWS_WITH(submit_slurm(m, script, snapshot, true), Catch::Contains("invalid partition specified"));
   ::unsetenv("ADFW_SBATCH");
+}
+
+TEST_CASE("adfw sweep + adfw table over the real CLI: a bad override fails alone", "[sweep]") {
+  // Two PaDiM variants under the smoke preset on the demo data; "layer9" is no ResNet tap, so
+  // that run fails with a config error while the other one finishes and is tabled.
+  const fs::path src = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  const fs::path dir = adfw::test::temp_dir("sweep_cli");
+  write(dir / "cli.toml", "name = \"cli\"\nbase = \"" + (src / "experiments" / "padim.toml").string() +
+                              "\"\npresets = [\"" + (src / "configs" / "presets" / "smoke.toml").string() +
+                              "\"]\nseeds = [0]\n"
+                              "set = { \"method.backbone.weights\" = \"random\", \"method.backbone.arch\" = \"resnet18\", "
+                              "\"method.dims\" = 16 }\n"
+                              "[grid]\n\"method.backbone.layers\" = [[\"layer1\", \"layer2\"], [\"layer9\"]]\n"
+                              "[table]\nrows = \"method.backbone.layers\"\nmetrics = [\"image_auroc\", \"pixel_auroc\"]\n");
+  const std::string adfw = adfw::test::cli_path().string();
+  auto sh = [&](const std::string& cmd, const fs::path& out) {
+    const int rc = std::system((cmd + " > " + out.string() + " 2>&1").c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  const std::string sweep = adfw + " sweep " + (dir / "cli.toml").string() + " --output " + (dir / "out").string();
+  REQUIRE(sh(sweep + " --dry-run", dir / "dry.txt") == 0);
+  const auto dry = read_lines(dir / "dry.txt");
+  REQUIRE(dry.size() == 3);
+  CHECK_THAT(dry[1], Catch::Contains("layers-layer1+layer2_") && Catch::Contains("missing") &&
+                         Catch::Contains("method.backbone.layers=[\"layer1\", \"layer2\"]"));
+  CHECK(sh(sweep + " -j 2 --threads 2", dir / "sweep.txt") == 1);
+  INFO(adfw::read_file(dir / "sweep.txt"));
+  const Manifest m = read_manifest(dir / "out" / "cli");
+  REQUIRE(m.runs.size() == 2);
+  CHECK(run_state(m.runs[0]) == RunState::done);
+  CHECK(fs::exists(m.runs[0].dir / "metrics.json"));
+  CHECK(fs::exists(m.runs[0].dir / "config.toml"));
+  REQUIRE(run_state(m.runs[1]) == RunState::failed);
+  CHECK_THAT(read_json(m.runs[1].dir / "status.json")["error"].get<std::string>(),
+             Catch::Contains("exited with code 2") && Catch::Contains("layer9"));
+  CHECK_THAT(adfw::read_file(dir / "sweep.txt"), Catch::Contains("2 runs: 1 finished now, 0 already done, 1 failed"));
+
+  // Again: the done run is skipped, the failed one reported, nothing reruns.
+  CHECK(sh(sweep, dir / "again.txt") == 1);
+  CHECK_THAT(adfw::read_file(dir / "again.txt"), Catch::Contains("2 runs: 0 finished now, 1 already done, 1 failed"));
+
+  REQUIRE(sh(adfw + " table " + (dir / "out" / "cli").string(), dir / "table.md") == 0);
+  const std::string table = adfw::read_file(dir / "table.md");
+  INFO(table);
+  // padim.toml's [reference] (MVTec AD means) reaches the table through metrics.json; the Mean
+  // row is missing because the layer9 row is.
+  CHECK_THAT(table, Catch::Contains("| layers | image_auroc | image_auroc ref | image_auroc Δ | pixel_auroc | "
+                                    "pixel_auroc ref | pixel_auroc Δ |"));
+  CHECK(std::regex_search(table, std::regex(R"(\| layer1\+layer2 \| [0-9]+\.[0-9] \| — \| — \| [0-9]+\.[0-9] \| — \| — \|)")));
+  CHECK_THAT(table, Catch::Contains("| layer9 | — | — | — | — | — | — |"));
+  CHECK_THAT(table, Catch::Contains("| **Mean** | — | 95.5 | — | — | 97.3 | — |"));
+  REQUIRE(sh(adfw + " sweep status " + (dir / "out" / "cli").string(), dir / "status.txt") == 0);
+  CHECK_THAT(adfw::read_file(dir / "status.txt"), Catch::Contains("2 runs: 1 done 1 failed"));
+  // Usage errors exit with 2.
+  CHECK(sh(adfw + " sweep " + (dir / "cli.toml").string() + " --backend cloud", dir / "bad.txt") == 2);
 }

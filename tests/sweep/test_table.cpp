@@ -157,7 +157,7 @@ TEST_CASE("table: LaTeX is booktabs, balanced and escaped", "[table]") {
   const fs::path root = adfw::test::temp_dir("table_latex");
   fake_run(root, "a0", "metal_nut", "0.1", 0, 0.5);
   fake_run(root, "a1", "metal_nut", "0.01", 0, 0.6);
-  fake_run(root, "b0", "A&B 50% #1 {x} ~y^z \\w $", "0.1", 0, 0.7);
+  fake_run(root, "b0", "A&B 50% #1 {x} ~y^z \\\\w $", "0.1", 0, 0.7);  // C++ "\\\\" = TOML "\\" = one backslash
   TableOptions o = options();
   o.metrics = {"image_auroc", "pixel_auroc"};
   const std::string tex = render(build_table(load_runs(root), o), o, "latex");
