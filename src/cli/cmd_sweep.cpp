@@ -38,6 +38,9 @@ std::string overrides_text(const sweep::SweepRun& r) {
   return s.empty() ? "(the base experiment as is)" : s;
 }
 
+/// The words of `adfw sweep status`: a run not started is pending.
+const char* state_word(RunState s) { return s == RunState::missing ? "pending" : to_string(s); }
+
 int sweep_cmd(const std::vector<std::string>& args) {
   std::string file, backend = "local", output;
   bool dry_run = false, rerun_failed = false, no_submit = false;
@@ -108,7 +111,7 @@ int sweep_cmd(const std::vector<std::string>& args) {
     for (const auto& r : runs) w = std::max(w, r.id.size());
     for (const auto& r : runs)
       std::cout << std::setw(4) << r.index << "  " << std::left << std::setw(static_cast<int>(w)) << r.id << "  "
-                << std::setw(8) << to_string(sweep::run_state(r)) << std::right << "  " << overrides_text(r) << "\n";
+                << std::setw(8) << state_word(sweep::run_state(r)) << std::right << "  " << overrides_text(r) << "\n";
     return 0;
   }
   sweep::write_manifest(spec, runs);
@@ -160,9 +163,9 @@ int sweep_cmd(const std::vector<std::string>& args) {
   return 0;
 }
 
-sweep::Manifest manifest_for(const std::string& input) {
+sweep::Manifest manifest_for(const std::string& input, const std::string& output) {
   if (fs::is_directory(input)) return sweep::read_manifest(input);
-  const sweep::SweepSpec spec = sweep::read_sweep(input);
+  const sweep::SweepSpec spec = sweep::read_sweep(input, output);
   if (fs::exists(spec.folder() / "sweep.json")) return sweep::read_manifest(spec.folder());
   sweep::LaunchOptions launch;
   launch.adfw = "adfw";
@@ -170,19 +173,20 @@ sweep::Manifest manifest_for(const std::string& input) {
 }
 
 int status_cmd(const std::vector<std::string>& args) {
-  std::string input;
+  std::string input, output;
   bool json = false, no_squeue = false;
   po::options_description d("options");
   d.add_options()("sweep", po::value(&input), "sweep file or sweep folder")(
       "json", po::bool_switch(&json), "print JSON: {counts, runs: [{index, id, state, detail}]}")(
-      "no-squeue", po::bool_switch(&no_squeue), "do not ask Slurm's squeue about submitted jobs");
+      "no-squeue", po::bool_switch(&no_squeue), "do not ask Slurm's squeue about submitted jobs")(
+      "output,o", po::value(&output), "folder of sweep folders, for a sweep file (as given to adfw sweep --output)");
   po::positional_options_description pos;
   pos.add("sweep", 1);
   const std::string usage = "adfw sweep status <sweep.toml | sweep folder> [--json]";
   auto vm = parse(args, d, pos, usage);
   if (vm.count("help")) return 0;
   if (input.empty()) throw ConfigError("missing sweep file or folder\nusage: " + usage);
-  const sweep::Manifest m = manifest_for(input);
+  const sweep::Manifest m = manifest_for(input, output);
   const auto lines = sweep::sweep_status(m, !no_squeue);
   std::map<std::string, int> counts;
   for (const auto& l : lines) ++counts[l.state];

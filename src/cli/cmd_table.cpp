@@ -29,7 +29,7 @@ std::vector<std::string> split_list(const std::vector<std::string>& items) {
 }
 
 int table_cmd(const std::vector<std::string>& args) {
-  std::string input, rows, cols, format, out, caption;
+  std::string input, rows, cols, format, out, caption, output;
   std::vector<std::string> metrics, where;
   bool raw = false, no_reference = false;
   int digits = -1;
@@ -45,7 +45,8 @@ int table_cmd(const std::vector<std::string>& args) {
       "raw", po::bool_switch(&raw), "values as stored (fractions), not percentages")(
       "digits", po::value(&digits), "decimals (default 1 for percentages, 3 otherwise)")(
       "no-reference", po::bool_switch(&no_reference), "leave out the [reference] columns")(
-      "caption", po::value(&caption), "table caption (default: the `reproduces` declaration)");
+      "caption", po::value(&caption), "table caption (default: the `reproduces` declaration)")(
+      "output", po::value(&output), "folder of sweep folders, for a sweep file (as given to adfw sweep --output)");
   d.add_options()("help,h", "show this help");
   po::positional_options_description pos;
   pos.add("input", 1);
@@ -73,7 +74,7 @@ int table_cmd(const std::vector<std::string>& args) {
     throw ConfigError("--format: expected md, csv, latex or json, got '" + format + "'");
   if (digits > 12) throw ConfigError("--digits: at most 12");
 
-  const table::RunSet set = table::load_runs(input);
+  const table::RunSet set = table::load_runs(input, output);
   table::TableOptions o;
   o.rows = !rows.empty() ? rows : !set.defaults.rows.empty() ? set.defaults.rows : "data.category";
   o.cols = vm.count("cols") ? cols : set.defaults.cols;

@@ -79,12 +79,12 @@ std::string value_label(const toml::node* node) {
   return sweep::canonical_value(*node);
 }
 
-RunSet load_runs(const fs::path& input) {
+RunSet load_runs(const fs::path& input, const fs::path& output) {
   RunSet set;
   sweep::Manifest m;
   bool have_manifest = false;
   if (fs::is_regular_file(input)) {
-    const sweep::SweepSpec spec = sweep::read_sweep(input);
+    const sweep::SweepSpec spec = sweep::read_sweep(input, output);
     sweep::LaunchOptions launch;
     launch.adfw = "adfw";
     m = sweep::manifest_of(spec, sweep::expand(spec, launch));
@@ -520,7 +520,8 @@ std::vector<std::string> describe(const Table& t, const TableOptions& o) {
     what += (k ? ", " : "") + t.metrics[k] + (o.percent && t.fraction[k] ? " (%)" : "");
   what += t.common_n > 1 ? "; mean ± sample std (n−1) over n=" + std::to_string(t.common_n) + " runs (seeds) per cell"
                          : "; one run per cell";
-  what += "; best per row in bold; — = no finished run";
+  if (t.columns.size() > 1) what += "; best per row in bold";
+  what += "; — = no finished run";
   lines.push_back(what);
   if (t.mean) lines.push_back("Mean: the mean of the row values; ± over the per-seed means of the seeds every row has");
   if (!t.reference_source.empty() && std::any_of(t.show_reference.begin(), t.show_reference.end(), [](bool b) { return b; }))

@@ -456,7 +456,7 @@ TEST_CASE("adfw sweep + adfw table over the real CLI: a bad override fails alone
   REQUIRE(sh(sweep + " --dry-run", dir / "dry.txt") == 0);
   const auto dry = read_lines(dir / "dry.txt");
   REQUIRE(dry.size() == 3);
-  CHECK_THAT(dry[1], Catch::Contains("layers-layer1+layer2_") && Catch::Contains("missing") &&
+  CHECK_THAT(dry[1], Catch::Contains("layers-layer1+layer2_") && Catch::Contains("pending") &&
                          Catch::Contains("method.backbone.layers=[\"layer1\", \"layer2\"]"));
   CHECK(sh(sweep + " -j 2 --threads 2", dir / "sweep.txt") == 1);
   INFO(adfw::read_file(dir / "sweep.txt"));

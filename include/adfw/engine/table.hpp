@@ -48,7 +48,8 @@ struct RunSet {
 /// Runs of a sweep file, a sweep folder (its sweep.json lists the expected runs, so runs not
 /// finished yet show as missing cells) or any folder holding run folders (searched recursively;
 /// dot-folders such as .attempts are skipped).
-RunSet load_runs(const std::filesystem::path& input);
+/// `output` replaces a sweep file's `output` (as `adfw sweep --output` does).
+RunSet load_runs(const std::filesystem::path& input, const std::filesystem::path& output = {});
 
 struct TableOptions {
   std::string rows = "data.category";
