@@ -489,3 +489,17 @@ TEST_CASE("adfw sweep + adfw table over the real CLI: a bad override fails alone
   // Usage errors exit with 2.
   CHECK(sh(adfw + " sweep " + (dir / "cli.toml").string() + " --backend cloud", dir / "bad.txt") == 2);
 }
+
+TEST_CASE("the example sweeps in experiments/ablations read and expand", "[sweep]") {
+  const fs::path src = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  const SweepSpec coreset = read_sweep(src / "experiments" / "ablations" / "coreset_ratio.toml");
+  CHECK(coreset.name == "patchcore-coreset");
+  CHECK(expand(coreset, fake_launch("/bin/true")).size() == 15 * 3 * 3);
+  CHECK(coreset.slurm.gpus == "1");
+  CHECK(coreset.reproduces.table == "Table 6");
+  const SweepSpec demo = read_sweep(src / "experiments" / "ablations" / "demo_layers.toml");
+  const auto runs = expand(demo, fake_launch("/bin/true"));
+  REQUIRE(runs.size() == 8);
+  CHECK(runs[0].experiment == "padim");
+  CHECK_FALSE(demo.table.reference);
+}
