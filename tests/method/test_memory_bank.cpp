@@ -159,8 +159,9 @@ TEST_CASE("per-position Gaussian: mean, covariance and Mahalanobis distance in c
   const torch::Tensor test = randn({4, 2, 2, 1}, 10, torch::kFloat32);
   const torch::Tensor got = g.distance(test);
   REQUIRE(got.sizes() == torch::IntArrayRef({4, 2, 1}));
-  auto tr = train.to(torch::kFloat64).accessor<double, 4>();
-  auto te = test.to(torch::kFloat64).accessor<double, 4>();
+  const torch::Tensor train64 = train.to(torch::kFloat64), test64 = test.to(torch::kFloat64);
+  auto tr = train64.accessor<double, 4>();
+  auto te = test64.accessor<double, 4>();
   for (int pos = 0; pos < 2; ++pos) {
     double m0 = 0, m1 = 0;
     for (int n = 0; n < 30; ++n) {
@@ -169,7 +170,8 @@ TEST_CASE("per-position Gaussian: mean, covariance and Mahalanobis distance in c
     }
     double c00 = 0, c01 = 0, c11 = 0;
     for (int n = 0; n < 30; ++n) {
-      const double a = tr[n][0][pos][0] - m0, b = tr[n][1][pos][0] - m1;
+      const double a = tr[n][0][pos][0] - m0;
+      const double b = tr[n][1][pos][0] - m1;
       c00 += a * a / 29;
       c01 += a * b / 29;
       c11 += b * b / 29;
@@ -178,7 +180,8 @@ TEST_CASE("per-position Gaussian: mean, covariance and Mahalanobis distance in c
     c11 += 0.01;
     const double det = c00 * c11 - c01 * c01;
     for (int n = 0; n < 4; ++n) {
-      const double a = te[n][0][pos][0] - m0, b = te[n][1][pos][0] - m1;
+      const double a = te[n][0][pos][0] - m0;
+      const double b = te[n][1][pos][0] - m1;
       const double md2 = (c11 * a * a - 2 * c01 * a * b + c00 * b * b) / det;
       CHECK(got[n][pos][0].item<double>() == Approx(std::sqrt(md2)).epsilon(1e-4));
     }

@@ -11,7 +11,7 @@ expect() {  # expect <code> <stderr pattern> <args...>
   local code=$1 pattern=$2; shift 2
   "$adfw" "$@" > "$work/out" 2> "$work/err"
   local rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -q -- "$pattern" "$work/err"; then
+  if [ "$rc" -ne "$code" ] || { [ -n "$pattern" ] && ! grep -qF -- "$pattern" "$work/err"; }; then
     echo "FAILED: adfw $* -> rc $rc (expected $code), stderr:"; cat "$work/err"; fail=1
   fi
 }

@@ -13,7 +13,7 @@ status=0
 while IFS= read -r exp; do
   extra=()
   # No pretrained weights on a test machine: experiments with a backbone use a seeded random init.
-  if "$adfw" config "$exp" --preset presets/smoke | grep -q '^\[method.backbone\]'; then
+  if "$adfw" config "$exp" --preset presets/smoke | grep -E '^[[:space:]]*\[method\.backbone\]' > /dev/null; then
     extra+=(--set method.backbone.weights=random)
   fi
   echo "== $exp"
@@ -21,7 +21,8 @@ while IFS= read -r exp; do
       > "$work/out.json" 2> "$work/err.txt"; then
     echo "FAILED: $exp"; cat "$work/err.txt"; status=1; continue
   fi
-  name=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$("$adfw" config "$exp" --preset presets/smoke > "$work/resolved.toml"; echo "$work/resolved.toml")" | head -1)
+  "$adfw" config "$exp" --preset presets/smoke > "$work/resolved.toml"
+  name=$(sed -n "s/^name = [\"']\(.*\)[\"']\$/\1/p" "$work/resolved.toml" | head -1)
   dir="$work/runs/$name/smoke"
   for f in config.toml env.json log.txt metrics.json per_image.csv status.json; do
     test -s "$dir/$f" || { echo "FAILED: $exp: missing $dir/$f"; status=1; }
