@@ -77,7 +77,8 @@ void Reader::reject_unknown(const std::vector<std::string>& also_allowed) const 
 
 std::string format_default(const toml::table& holder) {
   std::ostringstream os;
-  os << toml::toml_formatter(holder, toml::toml_formatter::default_flags & ~toml::format_flags::indentation);
+  os << toml::toml_formatter(holder, (toml::toml_formatter::default_flags & ~toml::format_flags::indentation) |
+                                         toml::format_flags::relaxed_float_precision);
   std::string s = os.str();
   const std::string prefix = "v = ";
   if (s.rfind(prefix, 0) == 0) s = s.substr(prefix.size());
