@@ -2,7 +2,13 @@
 # LibTorch-sized binaries never run at once next to compiles.
 find_program(ADFW_CCACHE ccache)
 if(ADFW_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
-  set(CMAKE_CXX_COMPILER_LAUNCHER ${ADFW_CCACHE})
+  # ccache only caches compiles that use a precompiled header when told to ignore the
+  # header's time stamps and defines; the settings must be in the compiler's environment at
+  # build time, so they travel with the launcher. base_dir lets two checkouts share hits.
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      ${CMAKE_COMMAND} -E env
+      "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime"
+      "CCACHE_BASEDIR=${CMAKE_SOURCE_DIR}/.." ${ADFW_CCACHE})
   message(STATUS "adfw: using ccache (${ADFW_CCACHE})")
 endif()
 
@@ -20,11 +26,6 @@ if(ADFW_LLD)
 endif()
 
 set_property(GLOBAL APPEND PROPERTY JOB_POOLS adfw_link=1)
-
-# Precompiled headers must not be ignored because ccache sees a different time stamp.
-if(ADFW_CCACHE)
-  set(ENV{CCACHE_SLOPPINESS} "pch_defines,time_macros,include_file_mtime,include_file_ctime")
-endif()
 
 function(adfw_fast_build target)
   if(ADFW_LINKER_FLAGS)
