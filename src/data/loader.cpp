@@ -99,14 +99,15 @@ void Loader::stop_workers() {
   failed_.clear();
 }
 
-void Loader::start_epoch(int64_t epoch) {
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   stop_workers();
   {
     std::lock_guard<std::mutex> lock(mu_);
     plan_ = epoch_plan(epoch);
     epoch_ = epoch;
-    next_to_build_ = 0;
-    next_to_return_ = 0;
+    const std::size_t skip = std::min(plan_.size(), static_cast<std::size_t>(std::max<int64_t>(0, first_batch)));
+    next_to_build_ = skip;
+    next_to_return_ = skip;
     started_ = true;
   }
   for (int i = 0; i < opt_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });

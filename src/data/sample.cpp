@@ -80,6 +80,24 @@ Batch collate(std::vector<Sample> samples) {
     hp[i] = s.has_mask;
     b.info.push_back(std::move(s.info));
   }
+  for (const auto& [name, ref_extra] : samples.front().extras) {
+    std::vector<torch::Tensor> xs;
+    xs.reserve(samples.size());
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      auto it = samples[i].extras.find(name);
+      if (it == samples[i].extras.end() || it->second.sizes() != ref_extra.sizes())
+        throw Error("cannot batch extra '" + name + "': " + b.info.front().path + " has " + shape_str(ref_extra) +
+                    " but " + b.info[i].path +
+                    (it == samples[i].extras.end() ? " has none" : " has " + shape_str(it->second)));
+      xs.push_back(it->second);
+    }
+    b.extras[name] = torch::stack(xs);
+  }
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    if (samples[i].extras.size() != samples.front().extras.size())
+      throw Error("cannot batch samples with different extras: " + b.info.front().path + " has " +
+                  std::to_string(samples.front().extras.size()) + ", " + b.info[i].path + " has " +
+                  std::to_string(samples[i].extras.size()));
   b.images = torch::stack(images);
   b.masks = torch::stack(masks);
   b.labels = labels;

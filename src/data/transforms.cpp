@@ -207,6 +207,8 @@ void Transform::normalize(Sample& s) const {
   auto mt = torch::from_blob(m.data(), {c, 1, 1}, torch::kFloat32);
   auto st = torch::from_blob(sd.data(), {c, 1, 1}, torch::kFloat32);
   s.image.sub_(mt).div_(st);
+  for (auto& [name, t] : s.extras)
+    if (name.rfind("image", 0) == 0 && t.defined() && t.dim() == 3 && t.size(0) == c) t.sub_(mt).div_(st);
 }
 
 Sample Transform::operator()(const SampleInfo& info, std::mt19937_64* rng) const {

@@ -97,7 +97,7 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const LoadedConfig& con
   std::vector<SampleInfo> val = dataset->samples(Split::val);
 
   auto method = e.method.make();
-  FitContext fit{ctx, train, val, resolve_input(e, *method)};
+  FitContext fit{ctx, train, val, test, resolve_input(e, *method)};
   log_info("method: " + e.method.type() + " on " + std::to_string(train.size()) + " training images, device " +
            ctx.device.str() + ", " + std::to_string(threads) + " threads");
   const auto t0 = std::chrono::steady_clock::now();
@@ -124,7 +124,13 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const LoadedConfig& con
   protocol["split"] = "test";
   protocol["test_images"] = test.size();
   protocol["train_images"] = train.size();
-  protocol["checkpoint"] = method->summary().value("checkpoint", "final model (no checkpoint selection)");
+  const nlohmann::json msum = method->summary();
+  protocol["checkpoint"] = msum.value("checkpoint", "final model (no checkpoint selection)");
+  if (msum.value("selected_on_test", false)) {
+    protocol["selected_on_test"] = true;
+    log_warn("the weights were selected on the test set (trainer.selection = \"test\"): the metrics are "
+             "optimistic and flagged as such");
+  }
   protocol["threshold_source"] =
       "none fitted: AUROC/AP/AUPRO are threshold-free; F1-max is the best over all thresholds on the test set "
       "(an oracle figure, as in the literature)";

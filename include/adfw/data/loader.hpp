@@ -70,8 +70,9 @@ class Loader {
   const std::vector<SampleInfo>& samples() const { return samples_; }
   const LoaderOptions& options() const { return opt_; }
 
-  /// Starts (or restarts) epoch `epoch`: stops any running epoch and begins prefetching.
-  void start_epoch(int64_t epoch);
+  /// Starts (or restarts) epoch `epoch`: stops any running epoch and begins prefetching, from
+  /// batch `first_batch` on (a resumed run skips what it already consumed without loading it).
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   /// The next batch of the current epoch, std::nullopt once the epoch is exhausted. Rethrows a
   /// worker's exception (adfw::Error naming the file) at the batch it belongs to.
   std::optional<Batch> next();

@@ -1,6 +1,7 @@
 // What flows from data sets through loaders into methods and the evaluator.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,10 @@ struct Sample {
   torch::Tensor mask;   ///< float32 (1,H,W) in {0,1}; zeros when there is no mask
   bool has_mask = false;
   SampleInfo info;
+  /// Further per-sample tensors a loader hook adds (e.g. the clean image behind a synthetic
+  /// anomaly, a blend-weight map, a diffusion step). Extras whose name starts with "image" are
+  /// normalised like `image`; the rest are kept as the hook wrote them. Collated by name.
+  std::map<std::string, torch::Tensor> extras;
 };
 
 /// A batch of samples stacked along dim 0.
@@ -49,11 +54,13 @@ struct Batch {
   torch::Tensor labels;    ///< (N,) int64
   torch::Tensor has_mask;  ///< (N,) bool: pixel mask available (pixel losses only where true)
   std::vector<SampleInfo> info;
+  std::map<std::string, torch::Tensor> extras;  ///< Sample::extras stacked along dim 0
   int64_t size() const { return static_cast<int64_t>(info.size()); }
 };
 
 /// Stacks samples into a batch. All images must have the same size; otherwise throws adfw::Error
-/// naming the first two files that differ (configure a resize in the transforms).
+/// naming the first two files that differ (configure a resize in the transforms), and when the
+/// samples' extras differ in names or shapes.
 Batch collate(std::vector<Sample> samples);
 
 }  // namespace adfw

@@ -50,6 +50,9 @@ struct FitContext {
   const RunContext& run;
   std::vector<SampleInfo> train;  ///< the training split (limits applied)
   std::vector<SampleInfo> val;    ///< held-out validation samples (empty unless configured)
+  /// The test split, for trainer.selection = "test" only (checkpoint selection on the test set,
+  /// which every report then flags); methods must not learn from it.
+  std::vector<SampleInfo> test;
   TransformOptions transforms;    ///< the experiment's input pipeline, normalisation resolved
 
   /// A loader over `samples` with the experiment's transforms and worker count.

@@ -1,0 +1,220 @@
+// Methods trained on synthetic (or a few real) anomalies, assembled from registered parts:
+// networks (family "network"), synthesizers ("synthesizer", "feature_noise"), losses ("loss"),
+// image-score reducers ("image_score") and the shared trainer (train/trainer.hpp).
+//
+//   DRAEM          (Zavrtanik et al., ICCV 2021)   reconstructive + discriminative U-Nets on
+//                                                  Perlin/texture anomalies
+//   RIAD           (Zavrtanik et al., PR 2021)     inpainting of random mosaic masks, MSGMS map
+//   SuperSimpleNet (Rolih et al., ICPR 2024)       frozen features, adaptor, Perlin-masked feature
+//                                                  noise, segmentation + classification heads; every
+//                                                  supervision regime (normal only, image labels,
+//                                                  pixel masks, mixed)
+//   SimpleNet      (Liu et al., CVPR 2023)         a configuration of "supersimplenet": whole-map
+//                                                  noise, discriminator head, no classification head
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adfw/backbone/backbone.hpp"
+#include "adfw/core/registry.hpp"
+#include "adfw/method/method.hpp"
+#include "adfw/method/training_free.hpp"
+#include "adfw/metric/reducers.hpp"
+#include "adfw/synth/feature_noise.hpp"
+#include "adfw/synth/synthesizer.hpp"
+#include "adfw/train/loss.hpp"
+#include "adfw/train/network.hpp"
+#include "adfw/train/trainer.hpp"
+
+namespace adfw {
+
+/// A loss term from TOML text (defaults of methods' loss lists).
+LossTerm loss_term(const std::string& toml_text);
+
+/// Reflect-pads (N,C,H,W) at the bottom/right to multiples of `multiple` (U-Nets that halve the
+/// size k times need multiples of 2^k); crop_to() undoes it on outputs.
+torch::Tensor pad_to_multiple(const torch::Tensor& x, int64_t multiple);
+torch::Tensor crop_to(const torch::Tensor& x, int64_t height, int64_t width);
+
+/// Per-sample weight of pixel losses under mixed supervision, shaped (N,1,1,1): 0 for anomalous
+/// samples that only carry an image label (their masks are unknown, not empty), 1 otherwise.
+torch::Tensor pixel_loss_weights(const Batch& batch);
+
+// ---------------------------------------------------------------------------------------------
+class Draem : public Method {
+ public:
+  struct Options {
+    Slot<Network> reconstructive{"draem_reconstructive"};
+    Slot<Network> discriminative{"draem_discriminative"};
+    Slot<Synthesizer> synthesizer{"perlin_texture"};
+    std::vector<LossTerm> losses;
+    TrainerOptions trainer;
+    Slot<ImageScoreReducer> image_score{"avgpool_max"};
+    MapSmoothingOptions smoothing;
+    int64_t pad_multiple = 32;
+    Options();
+    template <class V>
+    void fields(V& v) {
+      v("reconstructive", reconstructive, "reconstructive sub-network (DRAEM: autoencoder, base width 128)");
+      v("discriminative", discriminative,
+        "discriminative sub-network on [reconstruction, input] (DRAEM: U-Net, base 64, 2 output logits)");
+      v("synthesizer", synthesizer, "anomaly synthesizer (DRAEM: Perlin mask + DTD texture, beta in [0, 0.8])");
+      v("losses", losses,
+        "loss terms; outputs: reconstruction (N,3,H,W), segmentation (N,2,H,W) logits; targets: image (the "
+        "clean image), mask (N,1,H,W) (DRAEM: l2 + ssim on reconstruction/image, focal gamma 2 on "
+        "segmentation/mask)");
+      v("trainer", trainer, "training (DRAEM: Adam 1e-4, batch 8, 700 epochs, x0.2 at 80% and 90%)");
+      v("image_score", image_score, "image score from the map (DRAEM: max of the 21x21 mean-filtered map)");
+      v("smoothing", smoothing, "map smoothing (DRAEM: none)");
+      v("pad_multiple", pad_multiple,
+        "inputs whose sides are not multiples of this are reflect-padded for the networks and the outputs "
+        "cropped back (DRAEM's U-Nets halve the size 5 times: 32)",
+        Check::at_least(1));
+    }
+  };
+  explicit Draem(const Options& o);
+  std::string normalization() const override { return "none"; }
+  void fit(FitContext& ctx) override;
+  Prediction predict(const Batch& batch, const RunContext& ctx) override;
+  nlohmann::json summary() const override;
+  /// The losses of one batch as training computes them (tests inspect them).
+  LossValues losses(const Batch& batch, const torch::Device& device);
+
+ private:
+  Options opt_;
+  std::unique_ptr<Network> rec_, disc_;
+  std::shared_ptr<Synthesizer> synth_;
+  std::unique_ptr<ImageScoreReducer> reducer_;
+  TrainSummary trained_;
+};
+
+// ---------------------------------------------------------------------------------------------
+class Riad : public Method {
+ public:
+  struct Options {
+    Slot<Network> network{"riad_unet"};
+    std::vector<int64_t> cutout_sizes{2, 4, 8, 16};
+    int64_t num_masks = 3;
+    int64_t msgms_scales = 4;
+    std::vector<LossTerm> losses;
+    TrainerOptions trainer;
+    MapSmoothingOptions smoothing;
+    Slot<ImageScoreReducer> image_score{"max"};
+    int64_t pad_multiple = 32;
+    Options();
+    template <class V>
+    void fields(V& v) {
+      v("network", network, "inpainting network (RIAD: U-Net)");
+      v("cutout_sizes", cutout_sizes, "mosaic cell sides k in pixels; training draws one per batch, inference uses "
+                                      "all (RIAD: [2, 4, 8, 16])",
+        Check::at_least(1));
+      v("num_masks", num_masks, "disjoint cell sets per image; each is inpainted from the rest (RIAD: 3)",
+        Check::at_least(2));
+      v("msgms_scales", msgms_scales, "scales of the MSGMS anomaly map (RIAD: 4)", Check::at_least(1));
+      v("losses", losses,
+        "loss terms; output reconstruction (N,3,H,W), target image (RIAD: l2 + msgms + ssim, weights 1)");
+      v("trainer", trainer, "training (RIAD: Adam 1e-4, weight decay 1e-5, batch 8, 300 epochs)");
+      v("smoothing", smoothing, "map smoothing (RIAD: Gaussian sigma 7)");
+      v("image_score", image_score, "image score from the map (RIAD: max)");
+      v("pad_multiple", pad_multiple,
+        "inputs are reflect-padded to multiples of this and of every cutout size, outputs cropped back "
+        "(RIAD's U-Net: 32)",
+        Check::at_least(1));
+    }
+  };
+  explicit Riad(const Options& o);
+  std::string normalization() const override { return "none"; }
+  void fit(FitContext& ctx) override;
+  Prediction predict(const Batch& batch, const RunContext& ctx) override;
+  nlohmann::json summary() const override;
+  /// Inpaints `images` (N,3,H,W) with cells of side k split into num_masks sets drawn from `rng`.
+  torch::Tensor inpaint(const torch::Tensor& images, int64_t k, std::mt19937_64& rng);
+
+ private:
+  int64_t multiple() const;
+  Options opt_;
+  std::unique_ptr<Network> net_;
+  std::unique_ptr<ImageScoreReducer> reducer_;
+  TrainSummary trained_;
+};
+
+// ---------------------------------------------------------------------------------------------
+class SuperSimpleNet : public Method {
+ public:
+  struct Options {
+    Slot<Backbone> backbone{"resnet"};
+    bool upscale = true;
+    int64_t pool = 3;
+    Slot<Network> adaptor{"feature_adaptor"};
+    Slot<FeatureNoise> noise{"supersimplenet"};
+    Slot<Network> segmentation{"ssn_segmentation_head"};
+    Slot<Network> classification{"ssn_classification_head"};
+    bool classify = true;
+    bool stop_grad = true;
+    std::vector<LossTerm> losses;
+    TrainerOptions trainer;
+    MapSmoothingOptions smoothing;
+    Slot<ImageScoreReducer> image_score{"method"};
+    Options();
+    template <class V>
+    void fields(V& v) {
+      v("backbone", backbone, "frozen feature extractor and its taps (SuperSimpleNet: wide_resnet50_2 layer2 + "
+                              "layer3, torchvision V1 weights)");
+      v("upscale", upscale,
+        "bring every tap to twice the first tap's resolution (SuperSimpleNet: true); false = the first tap's "
+        "resolution (SimpleNet)");
+      v("pool", pool, "local average pooling k x k, stride 1, over the concatenated taps (both: 3; 1 = off)",
+        Check::at_least(1));
+      v("adaptor", adaptor, "feature adaptor (1x1 conv; its channels must equal the taps' total)");
+      v("noise", noise, "feature-space anomaly synthesis (supersimplenet: Perlin-masked; simplenet: whole map)");
+      v("segmentation", segmentation,
+        "head giving the anomaly logit map (N,1,h,w) (SuperSimpleNet head; SimpleNet discriminator)");
+      v("classification", classification, "image-level head on [features, map] (SuperSimpleNet)");
+      v("classify", classify,
+        "use the classification head (SuperSimpleNet: true); false = no head, the image score is reduced from "
+        "the map by image_score (SimpleNet: max)");
+      v("stop_grad", stop_grad,
+        "the classification head sees the map and features detached (SuperSimpleNet unsupervised: true; "
+        "supervised: false)");
+      v("losses", losses,
+        "loss terms; outputs: segmentation (2N,1,h,w) logits, score (2N,) logits; targets: mask (2N,1,h,w), "
+        "label (2N,); pixel terms get weight 0 for image-label-only anomalies (SuperSimpleNet: truncated_l1 "
+        "margin 0.5 + focal gamma 4 on segmentation/mask + focal gamma 4 on score/label)");
+      v("trainer", trainer,
+        "training (SuperSimpleNet: AdamW, groups adaptor 1e-4 and heads 2e-4, weight decay 1e-5, batch 32, "
+        "300 epochs, x0.4 at 80% and 90%)");
+      v("smoothing", smoothing, "map smoothing after upsampling (both: Gaussian sigma 4)");
+      v("image_score", image_score,
+        "image score: method = sigmoid of the classification head (SuperSimpleNet), or a reducer of the map "
+        "(SimpleNet: max)");
+    }
+  };
+  explicit SuperSimpleNet(const Options& o);
+  std::string normalization() const override;
+  void fit(FitContext& ctx) override;
+  Prediction predict(const Batch& batch, const RunContext& ctx) override;
+  nlohmann::json summary() const override;
+
+  /// Frozen, aggregated backbone features (N,C,h,w) of normalised images.
+  torch::Tensor features(const torch::Tensor& images);
+  /// Outputs, targets and pixel weights of one training step (tests inspect the supervision).
+  struct StepTensors {
+    TensorMap outputs, targets, weights;
+  };
+  StepTensors step_tensors(const Batch& batch, std::mt19937_64& rng, const torch::Device& device);
+  /// Builds the networks for `channels` feature channels (fit() does this; tests call it).
+  void build(const RunContext& ctx);
+
+ private:
+  Options opt_;
+  std::unique_ptr<Backbone> backbone_;
+  std::unique_ptr<Network> adaptor_, seg_, cls_;
+  std::unique_ptr<FeatureNoise> noise_;
+  std::unique_ptr<ImageScoreReducer> reducer_;
+  TrainSummary trained_;
+  torch::Device device_ = torch::kCPU;
+};
+
+}  // namespace adfw

@@ -1,0 +1,405 @@
+#include "adfw/method/trained.hpp"
+
+#include <numeric>
+#include <sstream>
+
+#include "adfw/core/error.hpp"
+#include "adfw/core/log.hpp"
+#include "adfw/core/rng.hpp"
+#include "adfw/train/losses.hpp"
+
+namespace adfw {
+
+LossTerm loss_term(const std::string& toml_text) {
+  toml::table t = toml::parse(toml_text);
+  LossTerm term;
+  term.read_toml(t, "losses");
+  return term;
+}
+
+torch::Tensor pad_to_multiple(const torch::Tensor& x, int64_t multiple) {
+  const int64_t h = x.size(-2), w = x.size(-1);
+  const int64_t ph = (multiple - h % multiple) % multiple, pw = (multiple - w % multiple) % multiple;
+  if (ph == 0 && pw == 0) return x;
+  // Reflection needs the pad to be smaller than the side; fall back to replication otherwise.
+  const bool reflect = ph < h && pw < w;
+  return torch::nn::functional::pad(
+      x, torch::nn::functional::PadFuncOptions({0, pw, 0, ph}).mode(reflect ? torch::kReflect : torch::kReplicate));
+}
+
+torch::Tensor crop_to(const torch::Tensor& x, int64_t height, int64_t width) {
+  if (x.size(-2) == height && x.size(-1) == width) return x;
+  return x.slice(-2, 0, height).slice(-1, 0, width);
+}
+
+torch::Tensor pixel_loss_weights(const Batch& batch) {
+  const int64_t n = batch.size();
+  auto w = torch::ones({n, 1, 1, 1}, torch::kFloat32);
+  for (int64_t i = 0; i < n; ++i)
+    if (batch.info[static_cast<std::size_t>(i)].supervision == Supervision::image_label) w[i].fill_(0.0);
+  return w;
+}
+
+namespace {
+
+std::vector<torch::Tensor> params_of(Network& n) { return n.module()->parameters(); }
+
+/// Seeds torch's generator for weight initialisation so a run's init depends only on its seed.
+void seed_init(const RunContext& ctx, const std::string& part) { torch::manual_seed(derive_seed(ctx.seeds.init(), part)); }
+
+nlohmann::json losses_json(const std::vector<LossTerm>& terms) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& t : terms)
+    j.push_back({{"type", t.type()}, {"weight", t.weight()}, {"prediction", t.prediction()}, {"target", t.target()}});
+  return j;
+}
+
+void require_losses(const std::vector<LossTerm>& terms, const std::string& method) {
+  if (terms.empty()) throw ConfigError("method.losses: " + method + " needs at least one loss term");
+}
+
+std::unique_ptr<ImageScoreReducer> make_reducer(const Slot<ImageScoreReducer>& slot, bool method_scores_ok,
+                                                const std::string& method) {
+  auto r = slot.make();
+  if (r->uses_method_scores() && !method_scores_ok)
+    throw ConfigError("method.image_score: " + method + " has no image-level output in this configuration; choose "
+                      "a map reducer such as \"max\" or \"avgpool_max\"");
+  return r;
+}
+
+}  // namespace
+
+// =============================================================================================
+// DRAEM
+// =============================================================================================
+
+Draem::Options::Options() {
+  trainer.epochs = 700;
+  trainer.batch_size = 8;
+  trainer.optimizer.kind = "adam";
+  trainer.optimizer.lr = 1e-4;
+  trainer.scheduler.kind = "multistep";
+  trainer.scheduler.milestones = {0.8, 0.9};
+  trainer.scheduler.gamma = 0.2;
+  smoothing.sigma = 0.0;
+}
+
+Draem::Draem(const Options& o) : opt_(o) {
+  if (opt_.losses.empty()) {
+    opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
+                   loss_term("type = 'ssim'\nprediction = 'reconstruction'\ntarget = 'image'"),
+                   loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nprediction = 'segmentation'\n"
+                             "target = 'mask'")};
+  }
+  synth_ = opt_.synthesizer.make();
+  reducer_ = make_reducer(opt_.image_score, false, "draem");
+}
+
+LossValues Draem::losses(const Batch& batch, const torch::Device& device) {
+  auto it = batch.extras.find("image_clean");
+  if (it == batch.extras.end())
+    throw Error("draem: training batches must carry the clean image (the synthesizer hook adds it)");
+  torch::Tensor x = batch.images.to(device);
+  const int64_t h = x.size(2), w = x.size(3);
+  torch::Tensor xp = pad_to_multiple(x, opt_.pad_multiple);
+  torch::Tensor recp = rec_->forward(xp);
+  torch::Tensor seg = crop_to(disc_->forward(torch::cat({recp, xp}, 1)), h, w);
+  torch::Tensor rec = crop_to(recp, h, w);
+  return evaluate_losses(opt_.losses, {{"reconstruction", rec}, {"segmentation", seg}},
+                         {{"image", it->second.to(device)}, {"mask", batch.masks.to(device)}});
+}
+
+void Draem::fit(FitContext& ctx) {
+  require_losses(opt_.losses, "draem");
+  seed_init(ctx.run, "draem/reconstructive");
+  rec_ = opt_.reconstructive.make();
+  seed_init(ctx.run, "draem/discriminative");
+  disc_ = opt_.discriminative.make();
+  rec_->module()->to(ctx.run.device);
+  disc_->module()->to(ctx.run.device);
+
+  TrainSpec spec;
+  spec.modules = {{"reconstructive", rec_->module()}, {"discriminative", disc_->module()}};
+  spec.groups = {{"reconstructive", params_of(*rec_)}, {"discriminative", params_of(*disc_)}};
+  std::shared_ptr<Synthesizer> synth = synth_;
+  spec.hook = [synth](Sample& s, std::mt19937_64& rng) {
+    SynthResult r = synth->apply(s.image, rng);
+    s.extras["image_clean"] = s.image;
+    s.image = r.image;
+    s.mask = r.mask;
+    s.has_mask = true;
+  };
+  const torch::Device device = ctx.run.device;
+  spec.step = [this, device](const Batch& b, std::mt19937_64&, int64_t) { return losses(b, device); };
+  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
+  trained_ = train(ctx, opt_.trainer, spec);
+}
+
+Prediction Draem::predict(const Batch& batch, const RunContext& ctx) {
+  if (!rec_) throw Error("draem: predict() before fit()");
+  torch::NoGradGuard ng;
+  rec_->module()->eval();
+  disc_->module()->eval();
+  torch::Tensor x = batch.images.to(ctx.device);
+  torch::Tensor xp = pad_to_multiple(x, opt_.pad_multiple);
+  torch::Tensor rec = rec_->forward(xp);
+  torch::Tensor seg = crop_to(disc_->forward(torch::cat({rec, xp}, 1)), x.size(2), x.size(3));
+  torch::Tensor map = torch::softmax(seg, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
+  map = upsample_and_smooth(map, x.size(2), x.size(3), opt_.smoothing);
+  return {map, reducer_->reduce(map)};
+}
+
+nlohmann::json Draem::summary() const {
+  nlohmann::json j = trained_.to_json();
+  j["method"] = "draem";
+  j["losses"] = losses_json(opt_.losses);
+  return j;
+}
+
+// =============================================================================================
+// RIAD
+// =============================================================================================
+
+Riad::Options::Options() {
+  trainer.epochs = 300;
+  trainer.batch_size = 8;
+  trainer.optimizer.kind = "adam";
+  trainer.optimizer.lr = 1e-4;
+  trainer.optimizer.weight_decay = 1e-5;
+  smoothing.sigma = 7.0;
+}
+
+Riad::Riad(const Options& o) : opt_(o) {
+  if (opt_.losses.empty()) {
+    opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
+                   loss_term("type = 'msgms'\nprediction = 'reconstruction'\ntarget = 'image'"),
+                   loss_term("type = 'ssim'\nprediction = 'reconstruction'\ntarget = 'image'")};
+  }
+  if (opt_.cutout_sizes.empty()) throw ConfigError("method.cutout_sizes: give at least one cell size (RIAD: [2, 4, 8, 16])");
+  reducer_ = make_reducer(opt_.image_score, false, "riad");
+}
+
+torch::Tensor Riad::inpaint(const torch::Tensor& images, int64_t k, std::mt19937_64& rng) {
+  const int64_t n = images.size(0), h = images.size(2), w = images.size(3);
+  if (h % k != 0 || w % k != 0)
+    throw Error("riad: image size " + std::to_string(h) + "x" + std::to_string(w) +
+                " is not a multiple of the mosaic cell size " + std::to_string(k) +
+                "; choose input sizes divisible by every method.cutout_sizes value");
+  const int64_t gh = h / k, gw = w / k, cells = gh * gw, sets = opt_.num_masks;
+  // Cells are shuffled and dealt into `sets` disjoint sets (RIAD, Sec. 3.1: the masks partition
+  // the image, so every pixel is inpainted exactly once).
+  std::vector<int64_t> order(static_cast<std::size_t>(cells));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  auto assignment = torch::empty({cells}, torch::kInt64);
+  for (int64_t i = 0; i < cells; ++i) assignment[order[static_cast<std::size_t>(i)]] = i % sets;
+  assignment = assignment.view({1, 1, gh, gw}).to(torch::kFloat32);
+  assignment = torch::nn::functional::interpolate(
+      assignment, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kNearest));
+  assignment = assignment.to(images.device());
+  torch::Tensor out = torch::zeros_like(images);
+  for (int64_t s = 0; s < sets; ++s) {
+    torch::Tensor m = (assignment == static_cast<double>(s)).to(images.dtype());  // 1 = hidden
+    torch::Tensor rec = net_->forward(images * (1 - m));
+    out = out + rec * m;
+  }
+  (void)n;
+  return out;
+}
+
+int64_t Riad::multiple() const {
+  int64_t m = opt_.pad_multiple;
+  for (int64_t k : opt_.cutout_sizes) m = std::lcm(m, k);
+  return m;
+}
+
+void Riad::fit(FitContext& ctx) {
+  require_losses(opt_.losses, "riad");
+  seed_init(ctx.run, "riad/network");
+  net_ = opt_.network.make();
+  net_->module()->to(ctx.run.device);
+  TrainSpec spec;
+  spec.modules = {{"network", net_->module()}};
+  spec.groups = {{"network", params_of(*net_)}};
+  const torch::Device device = ctx.run.device;
+  spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
+    torch::Tensor x = b.images.to(device);
+    const int64_t k = opt_.cutout_sizes[std::uniform_int_distribution<std::size_t>(0, opt_.cutout_sizes.size() - 1)(rng)];
+    torch::Tensor rec = crop_to(inpaint(pad_to_multiple(x, multiple()), k, rng), x.size(2), x.size(3));
+    return evaluate_losses(opt_.losses, {{"reconstruction", rec}}, {{"image", x}});
+  };
+  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
+  trained_ = train(ctx, opt_.trainer, spec);
+}
+
+Prediction Riad::predict(const Batch& batch, const RunContext& ctx) {
+  if (!net_) throw Error("riad: predict() before fit()");
+  torch::NoGradGuard ng;
+  net_->module()->eval();
+  torch::Tensor x = batch.images.to(ctx.device);
+  torch::Tensor map = torch::zeros({x.size(0), 1, x.size(2), x.size(3)}, x.options());
+  // Every cell size, each with a fixed mask draw so scores do not depend on batch composition.
+  for (int64_t k : opt_.cutout_sizes) {
+    std::mt19937_64 rng(derive_seed(ctx.seeds.experiment, "riad/inference", static_cast<uint64_t>(k)));
+    torch::Tensor rec = crop_to(inpaint(pad_to_multiple(x, multiple()), k, rng), x.size(2), x.size(3));
+    map = map + msgms_map(rec, x, static_cast<int>(opt_.msgms_scales));
+  }
+  map = (map / static_cast<double>(opt_.cutout_sizes.size())).to(torch::kCPU).to(torch::kFloat32);
+  map = upsample_and_smooth(map, x.size(2), x.size(3), opt_.smoothing);
+  return {map, reducer_->reduce(map)};
+}
+
+nlohmann::json Riad::summary() const {
+  nlohmann::json j = trained_.to_json();
+  j["method"] = "riad";
+  j["losses"] = losses_json(opt_.losses);
+  return j;
+}
+
+// =============================================================================================
+// SuperSimpleNet (and SimpleNet as a configuration)
+// =============================================================================================
+
+SuperSimpleNet::Options::Options() {
+  trainer.epochs = 300;
+  trainer.batch_size = 32;
+  trainer.optimizer.kind = "adamw";
+  trainer.optimizer.lr = 2e-4;
+  trainer.optimizer.weight_decay = 1e-5;
+  trainer.groups = {ParamGroupOptions{"adaptor", 1e-4, -1.0}, ParamGroupOptions{"heads", 2e-4, -1.0}};
+  trainer.scheduler.kind = "multistep";
+  trainer.scheduler.milestones = {0.8, 0.9};
+  trainer.scheduler.gamma = 0.4;
+  smoothing.sigma = 4.0;
+}
+
+SuperSimpleNet::SuperSimpleNet(const Options& o) : opt_(o) {
+  if (opt_.losses.empty()) {
+    opt_.losses = {loss_term("type = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\ntarget = 'mask'"),
+                   loss_term("type = 'focal'\ngamma = 4.0\ninput = 'logits'\nprediction = 'segmentation'\n"
+                             "target = 'mask'"),
+                   loss_term("type = 'focal'\ngamma = 4.0\ninput = 'logits'\nprediction = 'score'\ntarget = 'label'")};
+  }
+  reducer_ = make_reducer(opt_.image_score, opt_.classify, "supersimplenet");
+  noise_ = opt_.noise.make();
+  backbone_ = opt_.backbone.make();
+}
+
+std::string SuperSimpleNet::normalization() const { return backbone_->normalization().name; }
+
+torch::Tensor SuperSimpleNet::features(const torch::Tensor& images) {
+  torch::NoGradGuard ng;
+  auto maps = backbone_->forward(images.to(device_));
+  const auto taps = backbone_->selected_taps();
+  if (taps.empty()) throw ConfigError("method.backbone.layers: choose at least one spatial tap");
+  const torch::Tensor& first = maps.at(taps.front());
+  const int64_t h = opt_.upscale ? first.size(2) * 2 : first.size(2);
+  const int64_t w = opt_.upscale ? first.size(3) * 2 : first.size(3);
+  std::vector<torch::Tensor> parts;
+  for (const auto& t : taps) {
+    torch::Tensor f = maps.at(t);
+    if (f.dim() != 4) throw ConfigError("method.backbone.layers: tap '" + t + "' is not a spatial feature map");
+    if (f.size(2) != h || f.size(3) != w)
+      f = torch::nn::functional::interpolate(
+          f, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
+    parts.push_back(f);
+  }
+  torch::Tensor f = torch::cat(parts, 1);
+  if (opt_.pool > 1)
+    f = torch::avg_pool2d(f, opt_.pool, 1, opt_.pool / 2);
+  return f;
+}
+
+void SuperSimpleNet::build(const RunContext& ctx) {
+  device_ = ctx.device;
+  backbone_->module().to(device_);
+  backbone_->module().eval();
+  seed_init(ctx, "supersimplenet/adaptor");
+  adaptor_ = opt_.adaptor.make();
+  seed_init(ctx, "supersimplenet/segmentation");
+  seg_ = opt_.segmentation.make();
+  if (opt_.classify) {
+    seed_init(ctx, "supersimplenet/classification");
+    cls_ = opt_.classification.make();
+  }
+  adaptor_->module()->to(device_);
+  seg_->module()->to(device_);
+  if (cls_) cls_->module()->to(device_);
+}
+
+SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std::mt19937_64& rng,
+                                                         const torch::Device& device) {
+  torch::Tensor f = features(batch.images.to(device));
+  torch::Tensor a;
+  try {
+    a = adaptor_->forward(f);
+  } catch (const c10::Error& e) {
+    throw ConfigError("method.adaptor: cannot take the backbone's " + std::to_string(f.size(1)) +
+                      " feature channels; set its channels to " + std::to_string(f.size(1)) + " (" +
+                      e.what_without_backtrace() + ")");
+  }
+  // Pixel labels only where the data has them: image-label-only anomalies get an all-zero mask
+  // here and weight 0 in pixel losses below.
+  torch::Tensor gt_masks = (batch.masks * pixel_loss_weights(batch)).to(device);
+  FeatureNoiseResult noisy = noise_->apply(a, gt_masks, batch.labels.to(device), rng);
+  const int64_t copies = noisy.features.size(0) / a.size(0);
+  StepTensors st;
+  torch::Tensor seg = seg_->forward(noisy.features);
+  st.outputs["segmentation"] = seg;
+  if (cls_) {
+    torch::Tensor fin = opt_.stop_grad ? noisy.features.detach() : noisy.features;
+    torch::Tensor sin = opt_.stop_grad ? seg.detach() : seg;
+    st.outputs["score"] = cls_->forward(fin, sin).reshape({-1});
+  }
+  st.targets["mask"] = noisy.mask.to(torch::kFloat32);
+  st.targets["label"] = noisy.labels.to(torch::kFloat32);
+  st.weights["mask"] = pixel_loss_weights(batch).repeat({copies, 1, 1, 1}).to(device);
+  return st;
+}
+
+void SuperSimpleNet::fit(FitContext& ctx) {
+  require_losses(opt_.losses, "supersimplenet");
+  build(ctx.run);
+  TrainSpec spec;
+  spec.modules = {{"adaptor", adaptor_->module()}, {"segmentation", seg_->module()}};
+  std::vector<torch::Tensor> heads = params_of(*seg_);
+  if (cls_) {
+    spec.modules.push_back({"classification", cls_->module()});
+    for (auto& p : params_of(*cls_)) heads.push_back(p);
+  }
+  spec.groups = {{"adaptor", params_of(*adaptor_)}, {"heads", heads}};
+  const torch::Device device = ctx.run.device;
+  spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
+    backbone_->module().eval();
+    StepTensors st = step_tensors(b, rng, device);
+    return evaluate_losses(opt_.losses, st.outputs, st.targets, st.weights);
+  };
+  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
+  trained_ = train(ctx, opt_.trainer, spec);
+}
+
+Prediction SuperSimpleNet::predict(const Batch& batch, const RunContext& ctx) {
+  if (!seg_) throw Error("supersimplenet: predict() before fit()");
+  torch::NoGradGuard ng;
+  adaptor_->module()->eval();
+  seg_->module()->eval();
+  if (cls_) cls_->module()->eval();
+  torch::Tensor a = adaptor_->forward(features(batch.images.to(ctx.device)));
+  torch::Tensor seg = seg_->forward(a);
+  torch::Tensor map =
+      upsample_and_smooth(seg.to(torch::kCPU).to(torch::kFloat32), batch.images.size(2), batch.images.size(3),
+                          opt_.smoothing);
+  torch::Tensor scores;
+  if (reducer_->uses_method_scores()) scores = torch::sigmoid(cls_->forward(a, seg).reshape({-1})).to(torch::kCPU).to(torch::kFloat32);
+  else scores = reducer_->reduce(map);
+  return {map, scores};
+}
+
+nlohmann::json SuperSimpleNet::summary() const {
+  nlohmann::json j = trained_.to_json();
+  j["method"] = opt_.classify ? "supersimplenet" : "supersimplenet (no classification head)";
+  j["losses"] = losses_json(opt_.losses);
+  return j;
+}
+
+}  // namespace adfw

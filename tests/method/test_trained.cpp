@@ -1,0 +1,159 @@
+// Trained methods: mixed supervision reaches the losses as the SuperSimpleNet paper defines it,
+// padding helpers, and the methods' default recipes parse.
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "adfw/data/dataset.hpp"
+#include "adfw/method/trained.hpp"
+#include "adfw/train/losses.hpp"
+#include "support.hpp"
+
+namespace fs = std::filesystem;
+using namespace adfw;
+
+namespace {
+
+void write_png(const fs::path& p, const cv::Mat& m) {
+  fs::create_directories(p.parent_path());
+  REQUIRE(cv::imwrite(p.string(), m));
+}
+
+/// KolektorSDD2 layout: 6 normal and 4 anomalous training images, 2 test images.
+fs::path make_ksdd2(const fs::path& root) {
+  for (int i = 0; i < 10; ++i) {
+    const std::string id = std::to_string(10000 + i);
+    cv::Mat img(32, 32, CV_8UC3, cv::Scalar(80 + 5 * i, 90, 100));
+    cv::Mat mask = cv::Mat::zeros(32, 32, CV_8U);
+    if (i >= 6) {
+      cv::rectangle(img, {8, 8, 12, 12}, cv::Scalar(250, 250, 250), cv::FILLED);
+      cv::rectangle(mask, {8, 8, 12, 12}, cv::Scalar(255), cv::FILLED);
+    }
+    write_png(root / "train" / (id + ".png"), img);
+    write_png(root / "train" / (id + "_GT.png"), mask);
+  }
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = std::to_string(20000 + i);
+    write_png(root / "test" / (id + ".png"), cv::Mat(32, 32, CV_8UC3, cv::Scalar(90, 90, 90)));
+    write_png(root / "test" / (id + "_GT.png"), cv::Mat::zeros(32, 32, CV_8U));
+  }
+  return root;
+}
+
+SuperSimpleNet::Options ssn_options(int64_t channels) {
+  const std::string text = "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\n"
+                           "layers = ['layer1', 'layer2']\n"
+                           "[adaptor]\ntype = 'feature_adaptor'\nchannels = " + std::to_string(channels) +
+                           "\n[segmentation]\ntype = 'ssn_segmentation_head'\nchannels = " + std::to_string(channels) +
+                           "\n[classification]\ntype = 'ssn_classification_head'\nchannels = " +
+                           std::to_string(channels) + "\n[noise]\ntype = 'supersimplenet'\n";
+  SuperSimpleNet::Options o;
+  read_options(o, toml::parse(text), "method");
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("supersimplenet: pixel losses only where pixel masks exist (mixed supervision)", "[method-trained]") {
+  test::load_builtin_plugins();
+  const fs::path root = make_ksdd2(test::temp_dir("ssn_ksdd2"));
+  Ksdd2Options d;
+  d.root = root.string();
+  d.n_pixel_labelled = 2;
+  d.n_image_labelled = 2;
+  const auto train = Ksdd2Dataset(d).samples(Split::train);
+  REQUIRE(train.size() == 10);
+  int n_pixel = 0, n_image = 0;
+  for (const auto& s : train) {
+    n_pixel += s.supervision == Supervision::pixel_mask;
+    n_image += s.supervision == Supervision::image_label;
+  }
+  REQUIRE(n_pixel == 2);
+  REQUIRE(n_image == 2);
+
+  TransformOptions t;
+  t.resize = 32;
+  LoaderOptions lo;
+  lo.batch_size = 10;
+  lo.num_workers = 0;
+  Loader loader(train, t, lo);
+  auto batch = loader.next();
+  REQUIRE(batch);
+
+  SuperSimpleNet ssn(ssn_options(64 + 128));
+  RunContext run;
+  run.seeds.experiment = 3;
+  ssn.build(run);
+  std::mt19937_64 rng(5);
+  auto st = ssn.step_tensors(*batch, rng, torch::kCPU);
+  const torch::Tensor w = st.weights.at("mask");
+  const int64_t n = batch->size();
+  REQUIRE(w.size(0) == 2 * n);  // the batch is duplicated before the noise
+  for (int64_t c = 0; c < 2; ++c)
+    for (int64_t i = 0; i < n; ++i) {
+      const bool image_only = batch->info[i].supervision == Supervision::image_label;
+      CHECK(w[c * n + i].item<float>() == (image_only ? 0.0f : 1.0f));
+    }
+  // Pixel-labelled anomalies keep their ground truth in the target mask (at feature resolution).
+  const torch::Tensor target = st.targets.at("mask");
+  const torch::Tensor gt = downscale_mask(batch->masks, target.size(2), target.size(3));
+  for (int64_t i = 0; i < n; ++i)
+    if (batch->info[i].supervision == Supervision::pixel_mask) {
+      CHECK(gt[i].sum().item<float>() > 0);
+      CHECK((target[i] * gt[i]).sum().item<float>() == gt[i].sum().item<float>());
+    }
+
+  // Through the loss: the segmentation logits of image-label-only samples do not move the pixel
+  // terms and receive no gradient; those of every other sample do.
+  std::vector<LossTerm> pixel_terms = {
+      loss_term("type = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\ntarget = 'mask'"),
+      loss_term("type = 'focal'\ngamma = 4.0\ninput = 'logits'\nprediction = 'segmentation'\ntarget = 'mask'")};
+  torch::Tensor seg = st.outputs.at("segmentation").detach().clone().requires_grad_(true);
+  LossValues base = evaluate_losses(pixel_terms, {{"segmentation", seg}}, st.targets, st.weights);
+  base.total.backward();
+  const torch::Tensor grad = seg.grad();
+  for (int64_t j = 0; j < 2 * n; ++j) {
+    const bool image_only = batch->info[j % n].supervision == Supervision::image_label;
+    const double g = grad[j].abs().sum().item<double>();
+    if (image_only) CHECK(g == 0.0);
+    else CHECK(g > 0.0);
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    torch::Tensor moved = st.outputs.at("segmentation").detach().clone();
+    moved[j] += 3.0;
+    LossValues v = evaluate_losses(pixel_terms, {{"segmentation", moved}}, st.targets, st.weights);
+    const bool image_only = batch->info[j].supervision == Supervision::image_label;
+    if (image_only) CHECK(v.total.item<double>() == Approx(base.total.item<double>()).epsilon(1e-12));
+    else CHECK(v.total.item<double>() != Approx(base.total.item<double>()).epsilon(1e-9));
+  }
+  // The image-level target keeps the image label of image-label-only anomalies.
+  const torch::Tensor labels = st.targets.at("label");
+  for (int64_t i = 0; i < n; ++i)
+    if (batch->info[i].label == 1) CHECK(labels[i].item<float>() == 1.0f);
+}
+
+TEST_CASE("pad_to_multiple / crop_to: reflect padding at the bottom-right, exact crop back", "[method-trained]") {
+  torch::Tensor x = torch::arange(2 * 3 * 5 * 6, torch::kFloat32).reshape({2, 3, 5, 6});
+  torch::Tensor p = pad_to_multiple(x, 4);
+  CHECK(p.sizes() == torch::IntArrayRef({2, 3, 8, 8}));
+  CHECK(torch::equal(crop_to(p, 5, 6), x));
+  // Reflection: row 5 mirrors row 3, column 6 mirrors column 4.
+  CHECK(torch::equal(p.select(2, 5).slice(2, 0, 6), x.select(2, 3)));
+  CHECK(torch::equal(p.select(3, 6).slice(2, 0, 5), x.select(3, 4)));
+  CHECK(pad_to_multiple(x.slice(2, 0, 4).slice(3, 0, 4), 4).sizes() == torch::IntArrayRef({2, 3, 4, 4}));
+}
+
+TEST_CASE("trained methods: the published recipes are the defaults", "[method-trained]") {
+  test::load_builtin_plugins();
+  Draem::Options d;
+  CHECK(d.trainer.epochs == 700);
+  CHECK(d.trainer.scheduler.gamma == Approx(0.2));
+  SuperSimpleNet::Options s;
+  CHECK(s.trainer.batch_size == 32);
+  CHECK(s.trainer.scheduler.gamma == Approx(0.4));
+  REQUIRE(s.trainer.groups.size() == 2);
+  CHECK(s.trainer.groups[0].lr == Approx(1e-4));
+  CHECK(s.trainer.groups[1].lr == Approx(2e-4));
+  Riad::Options r;
+  CHECK(r.cutout_sizes == std::vector<int64_t>{2, 4, 8, 16});
+  CHECK(r.smoothing.sigma == Approx(7.0));
+}
