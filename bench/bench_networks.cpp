@@ -1,0 +1,71 @@
+// Network step times on CPU with 2 intra-op threads, 256x256 inputs, random weights:
+//   *_TrainStep: forward + backward of a scalar loss (no optimiser step), train mode;
+//   DiffusionUNet_Inference: one denoising call (forward, eval mode, no autograd) per image.
+// The batch is the benchmark argument. Run with OMP_WAIT_POLICY=PASSIVE.
+#include <benchmark/benchmark.h>
+
+#include "adfw/core/threads.hpp"
+#include "adfw/train/networks.hpp"
+
+namespace {
+
+void train_step(benchmark::State& state, adfw::Network& net, const torch::Tensor& x, const torch::Tensor& c = {}) {
+  net.module()->train();
+  for (auto _ : state) {
+    for (auto& p : net.module()->parameters()) p.mutable_grad() = torch::Tensor();
+    const torch::Tensor loss = net.forward(x, c).square().mean();
+    loss.backward();
+    benchmark::DoNotOptimize(loss.item<float>());
+  }
+  state.counters["images/s"] =
+      benchmark::Counter(static_cast<double>(x.size(0) * state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_DraemReconstructive_TrainStep(benchmark::State& state) {
+  adfw::configure_threads(2);
+  torch::manual_seed(0);
+  adfw::DraemReconstructive net({});
+  train_step(state, net, torch::rand({state.range(0), 3, 256, 256}));
+}
+
+void BM_DraemDiscriminative_TrainStep(benchmark::State& state) {
+  adfw::configure_threads(2);
+  torch::manual_seed(0);
+  adfw::DraemDiscriminative net({});
+  train_step(state, net, torch::rand({state.range(0), 6, 256, 256}));
+}
+
+void BM_DiffusionUNet_TrainStep(benchmark::State& state) {
+  adfw::configure_threads(2);
+  torch::manual_seed(0);
+  adfw::DiffusionUNet net({});
+  const int64_t n = state.range(0);
+  train_step(state, net, torch::rand({n, 4, 256, 256}), torch::randint(1, 20, {n}, torch::kLong));
+}
+
+void BM_DiffusionUNet_Inference(benchmark::State& state) {
+  adfw::configure_threads(2);
+  torch::manual_seed(0);
+  adfw::DiffusionUNet net({});
+  net.module()->eval();
+  const int64_t n = state.range(0);
+  const torch::Tensor x = torch::rand({n, 4, 256, 256});
+  const torch::Tensor t = torch::full({n}, 10, torch::kLong);
+  torch::NoGradGuard no_grad;
+  for (auto _ : state) {
+    auto out = net.forward(x, t);
+    benchmark::DoNotOptimize(out);
+  }
+  // Arg 1: the reported time is the time per image.
+  state.counters["images/s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+// Each training iteration takes tens of seconds on 2 cores: one iteration per run.
+BENCHMARK(BM_DraemReconstructive_TrainStep)->Arg(8)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_DraemDiscriminative_TrainStep)->Arg(8)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_DiffusionUNet_TrainStep)->Arg(8)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+BENCHMARK(BM_DiffusionUNet_Inference)->Arg(1)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_MAIN();
