@@ -23,8 +23,10 @@ torch::Tensor pad_to_multiple(const torch::Tensor& x, int64_t multiple) {
   if (ph == 0 && pw == 0) return x;
   // Reflection needs the pad to be smaller than the side; fall back to replication otherwise.
   const bool reflect = ph < h && pw < w;
-  return torch::nn::functional::pad(
-      x, torch::nn::functional::PadFuncOptions({0, pw, 0, ph}).mode(reflect ? torch::kReflect : torch::kReplicate));
+  auto o = torch::nn::functional::PadFuncOptions({0, pw, 0, ph});
+  if (reflect) o.mode(torch::kReflect);
+  else o.mode(torch::kReplicate);
+  return torch::nn::functional::pad(x, o);
 }
 
 torch::Tensor crop_to(const torch::Tensor& x, int64_t height, int64_t width) {

@@ -85,13 +85,14 @@ TransparencyEstimates TransFusion::estimate(const torch::Tensor& xt, const torch
   torch::Tensor in = pad_to_multiple(torch::cat({xt, previous_mask}, 1), opt_.pad_multiple);
   torch::Tensor out = crop_to(net_->forward(in, t.to(xt.device()).to(torch::kFloat32)), h, w);
   if (out.size(1) != 7)
-    throw ConfigError("method.network: transfusion needs 7 output channels (appearance 3, mask 1, normal image 3), "
+    throw ConfigError("method.network: transfusion needs 7 output channels (appearance 3, normal image 3, mask 1), "
                       "the network gives " + std::to_string(out.size(1)) + "; set method.network.out_channels = 7");
   TransparencyEstimates e;
+  // Channel layout of the diffusion U-Net: [appearance (3), normal image (3), mask logit (1)].
   e.source = out.slice(1, 0, 3);
-  torch::Tensor logits = out.slice(1, 3, 4);
+  e.normal = out.slice(1, 3, 6);
+  torch::Tensor logits = out.slice(1, 6, 7);
   e.mask = torch::sigmoid(logits);
-  e.normal = out.slice(1, 4, 7);
   if (mask_logits) *mask_logits = logits;
   return e;
 }

@@ -356,7 +356,10 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
   StateDict best_in_memory;  // without a run folder
   auto keep_best = [&](int64_t epoch) {
     if (files.dir.empty()) best_in_memory = gather_state(spec);
-    else save_state_dict(gather_state(spec), files.best(), {{"epoch", std::to_string(epoch)}});
+    else {
+      fs::create_directories(files.dir);
+      save_state_dict(gather_state(spec), files.best(), {{"epoch", std::to_string(epoch)}});
+    }
   };
   auto validate = [&](int64_t epoch) {
     torch::NoGradGuard ng;
@@ -471,18 +474,22 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
         log_csv.flush();
       }
     }
-    // End of the epoch.
-    const int64_t finished = pos.epoch;
-    ++pos.epoch;
-    pos.batch = 0;
-    if (o.selection != "last" && ((finished + 1) % o.validate_every == 0 || pos.epoch >= total_epochs ||
-                                  pos.step >= total_steps)) {
-      validate(finished);
+    // End of the epoch, or of the run part-way through one (a step cap): the checkpoint then
+    // keeps the position inside the epoch.
+    const bool epoch_finished = pos.batch >= per_epoch;
+    const int64_t current = pos.epoch;
+    if (epoch_finished) {
+      ++pos.epoch;
+      pos.batch = 0;
     }
+    const bool run_finished = pos.step >= total_steps || pos.epoch >= total_epochs;
+    if (o.selection != "last" && ((epoch_finished && (current + 1) % o.validate_every == 0) || run_finished))
+      validate(current);
     if (!files.dir.empty()) {
       write_checkpoint(files, spec, *optimizer, pos, seed);
       log_csv.flush();
     }
+    if (!epoch_finished) break;
   }
   bar.finish();
   set_modules_train(spec, false);
@@ -495,7 +502,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
 
   if (o.selection == "last") {
     summary.selection = "last step (" + std::to_string(pos.step) + ")";
-    summary.selected_epoch = pos.epoch - 1;
+    summary.selected_epoch = pos.batch > 0 ? pos.epoch : pos.epoch - 1;
   } else {
     if (pos.has_best) {
       if (!files.dir.empty() && fs::exists(files.best())) restore_state(spec, load_state_dict(files.best()), files.best().string());

@@ -96,6 +96,7 @@ struct ToySetup {
   ToySetup() {
     DemoOptions d;
     d.cache_dir = test::temp_dir("trainer_demo").string();
+    d.categories = {"grid"};
     d.image_size = 32;
     d.n_train = 6;
     d.n_test_good = 2;

@@ -64,7 +64,7 @@ class TransFusion : public Method {
     void fields(V& v) {
       v("network", network,
         "diffusion U-Net; input [x_t (3), previous mask (1)] = 4 channels and the step, output [anomaly "
-        "appearance (3), mask logit (1), normal image (3)] = 7 channels (TransFusion: base 64, multipliers "
+        "appearance (3), normal image (3), mask logit (1)] = 7 channels (TransFusion: base 64, multipliers "
         "[1,2,2,2], attention at the two deepest levels)");
       v("synthesizer", synthesizer,
         "transparency synthesizer: mask, appearance, step and previous-step hint mask (TransFusion: DTD or "
@@ -96,6 +96,8 @@ class TransFusion : public Method {
                                  const torch::Tensor& t, torch::Tensor* mask_logits = nullptr);
   /// Builds the network (fit() does this; tests and benchmarks call it).
   void build(const RunContext& ctx);
+  /// The U-Net's parameters and buffers (after build()).
+  std::shared_ptr<torch::nn::Module> module() { return net_ ? net_->module() : nullptr; }
 
  private:
   Options opt_;

@@ -1,0 +1,84 @@
+// TransFusion on the CPU at 256x256 with 2 intra-op threads, the paper's U-Net (base 64,
+// multipliers [1,2,2,2]) with random weights:
+//   BM_TransFusion_TrainStep/8: one optimisation step at batch 8 (forward, the six loss terms of
+//     the recipe, backward, AdamW update) per iteration;
+//   BM_TransFusion_Inference/1: the full 19-step reverse process and the map for one image.
+// Run with OMP_WAIT_POLICY=PASSIVE from the build folder (plugins are loaded from lib/adfw/plugins).
+#include <benchmark/benchmark.h>
+
+#include "adfw/core/plugin.hpp"
+#include "adfw/core/threads.hpp"
+#include "adfw/method/transfusion.hpp"
+
+namespace {
+
+std::unique_ptr<adfw::TransFusion> make() {
+  static bool loaded = [] {
+    adfw::load_all_plugins();
+    return true;
+  }();
+  (void)loaded;
+  adfw::TransFusion::Options o;
+  toml::table t = toml::parse("[synthesizer]\ntype = 'transparency'\ntexture_probability = 0.0\n");
+  adfw::read_options(o, t, "method");
+  auto m = std::make_unique<adfw::TransFusion>(o);
+  adfw::RunContext ctx;
+  m->build(ctx);
+  return m;
+}
+
+void BM_TransFusion_TrainStep(benchmark::State& state) {
+  adfw::configure_threads(2);
+  auto m = make();
+  const int64_t n = state.range(0);
+  torch::manual_seed(0);
+  torch::Tensor xt = torch::rand({n, 3, 256, 256}), clean = torch::rand({n, 3, 256, 256});
+  torch::Tensor source = torch::rand({n, 3, 256, 256});
+  torch::Tensor mask = (torch::rand({n, 1, 256, 256}) > 0.7).to(torch::kFloat32);
+  torch::Tensor t = torch::randint(1, 20, {n}, torch::kLong);
+  std::vector<adfw::LossTerm> terms = {
+      adfw::loss_term("type = 'l2'\nprediction = 'source'\ntarget = 'source'"),
+      adfw::loss_term("type = 'focal'\ngamma = 2.0\ninput = 'logits'\nweight = 5.0\nprediction = 'mask_logits'\n"
+                      "target = 'mask'"),
+      adfw::loss_term("type = 'smooth_l1'\nprediction = 'mask'\ntarget = 'mask'"),
+      adfw::loss_term("type = 'ssim'\nprediction = 'normal'\ntarget = 'image'"),
+      adfw::loss_term("type = 'l1'\nprediction = 'normal'\ntarget = 'image'"),
+      adfw::loss_term("type = 'l2'\nprediction = 'next'\ntarget = 'next'")};
+  const torch::Tensor next_true = adfw::transparency_forward(clean, source, mask, t - 1, 20);
+  torch::optim::AdamW opt(m->module()->parameters(), torch::optim::AdamWOptions(1e-5));
+  m->module()->train();
+  torch::Tensor logits;
+  for (auto _ : state) {
+    opt.zero_grad();
+    auto e = m->estimate(xt, mask, t, &logits);
+    const torch::Tensor next = xt - (e.mask * e.source - e.mask * e.normal) / 19.0;
+    auto v = adfw::evaluate_losses(terms, {{"source", e.source}, {"mask_logits", logits}, {"mask", e.mask},
+                                           {"normal", e.normal}, {"next", next}},
+                                   {{"source", source}, {"mask", mask}, {"image", clean}, {"next", next_true}},
+                                   {{"source", mask}});
+    v.total.backward();
+    opt.step();
+    benchmark::DoNotOptimize(v.total.item<double>());
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_TransFusion_TrainStep)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+
+void BM_TransFusion_Inference(benchmark::State& state) {
+  adfw::configure_threads(2);
+  auto m = make();
+  adfw::Batch b;
+  b.images = torch::rand({state.range(0), 3, 256, 256});
+  adfw::RunContext ctx;
+  for (auto _ : state) {
+    auto p = m->predict(b, ctx);
+    benchmark::DoNotOptimize(p.scores.data_ptr<float>());
+  }
+  state.counters["images/s"] =
+      benchmark::Counter(static_cast<double>(state.range(0) * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_TransFusion_Inference)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+
+}  // namespace
+
+BENCHMARK_MAIN();
