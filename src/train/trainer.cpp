@@ -470,8 +470,8 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
       const bool epoch_done = pos.batch >= per_epoch || pos.step >= total_steps;
       if (epoch_done) break;
       if (o.checkpoint_every > 0 && pos.step % o.checkpoint_every == 0 && !files.dir.empty()) {
+        log_csv.flush();  // first: the log must hold every step a checkpoint claims
         write_checkpoint(files, spec, *optimizer, pos, seed);
-        log_csv.flush();
       }
     }
     // End of the epoch, or of the run part-way through one (a step cap): the checkpoint then
@@ -486,8 +486,8 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
     if (o.selection != "last" && ((epoch_finished && (current + 1) % o.validate_every == 0) || run_finished))
       validate(current);
     if (!files.dir.empty()) {
-      write_checkpoint(files, spec, *optimizer, pos, seed);
       log_csv.flush();
+      write_checkpoint(files, spec, *optimizer, pos, seed);
     }
     if (!epoch_finished) break;
   }

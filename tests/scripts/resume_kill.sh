@@ -11,8 +11,9 @@ export ADFW_CACHE="$work/cache"
 cd "$src"
 args=(experiments/draem.toml --preset presets/smoke --output "$work/runs"
       --set method.synthesizer.type=perlin_self
+      --set method.reconstructive.base_width=16 --set method.discriminative.base_width=8
       --set limits.epochs=0 --set limits.steps=0
-      --set method.trainer.epochs=3 --set method.trainer.batch_size=4
+      --set method.trainer.epochs=10 --set method.trainer.batch_size=4
       --set method.trainer.checkpoint_every=1)
 
 "$adfw" --quiet run "${args[@]}" --run-id full > /dev/null
@@ -21,9 +22,9 @@ args=(experiments/draem.toml --preset presets/smoke --output "$work/runs"
 pid=$!
 state="$work/runs/draem/killed/checkpoint/state.json"
 for _ in $(seq 1 1200); do
-  if [ -f "$state" ] && grep -Eq '"step": ([3-9]|[1-9][0-9])' "$state"; then break; fi
+  if [ -f "$state" ] && grep -Eq '"step": ([2-9]|[1-9][0-9])' "$state"; then break; fi
   kill -0 $pid 2> /dev/null || break
-  sleep 0.1
+  sleep 0.05
 done
 if ! kill -0 $pid 2> /dev/null; then
   echo "FAILED: the run ended before it could be killed (make it longer)"; cat "$work/killed.out"; exit 1
