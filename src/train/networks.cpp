@@ -78,7 +78,7 @@ torch::nn::Sequential up_conv(int64_t in, int64_t out) {
 /// BatchNorm biases 0; conv biases keep torch's default.
 void draem_init(torch::nn::Module& m) {
   torch::NoGradGuard no_grad;
-  for (auto& sub : m.modules(/*include_self=*/true)) {
+  for (auto& sub : m.modules(/*include_self=*/false)) {
     if (auto* c = sub->as<torch::nn::Conv2dImpl>()) {
       c->weight.normal_(0.0, 0.02);
     } else if (auto* b = sub->as<torch::nn::BatchNorm2dImpl>()) {
@@ -296,7 +296,7 @@ class RiadUNetImpl : public torch::nn::Module {
 
 void xavier_init(torch::nn::Module& m) {
   torch::NoGradGuard no_grad;
-  for (auto& sub : m.modules(/*include_self=*/true)) {
+  for (auto& sub : m.modules(/*include_self=*/false)) {
     if (auto* c = sub->as<torch::nn::Conv2dImpl>()) torch::nn::init::xavier_normal_(c->weight);
     else if (auto* l = sub->as<torch::nn::LinearImpl>()) torch::nn::init::xavier_normal_(l->weight);
   }
