@@ -168,8 +168,9 @@ class DiffusionUNetImpl : public torch::nn::Module {
       }
       if (i + 1 < levels) {
         Stage s;
-        s.down = conv3(in, in, 2);
-        down->push_back(s.down);
+        auto holder = std::make_shared<torch::nn::Module>();  // "down.<i>.conv" as UNet.py's Downsample
+        s.down = holder->register_module("conv", conv3(in, in, 2));
+        down->push_back(holder);
         down_.push_back(s);
       }
     }
@@ -202,8 +203,10 @@ class DiffusionUNetImpl : public torch::nn::Module {
       in = narrow;
       if (i > 0) {
         Stage u;
-        u.up = torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(in, in, 4).stride(2).padding(1));
-        up->push_back(u.up);
+        auto holder = std::make_shared<torch::nn::Module>();  // "up.<i>.conv" as UNet.py's Upsample
+        u.up = holder->register_module(
+            "conv", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(in, in, 4).stride(2).padding(1)));
+        up->push_back(holder);
         up_.push_back(u);
       }
     }

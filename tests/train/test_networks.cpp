@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <set>
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
@@ -387,4 +388,45 @@ TEST_CASE("networks: the diffusion U-Net is conditioned on the timestep", "[netw
   CHECK(torch::equal(a, b));                                   // int64 and float timesteps agree
   CHECK(torch::allclose(a[0], c[0], 1e-5, 1e-5));              // samples are independent in eval mode
   CHECK_FALSE(torch::allclose(a[1], c[1], 1e-6, 1e-6));        // another timestep, another output
+}
+
+TEST_CASE("networks: parameter names follow the reference state_dict keys", "[network]") {
+  auto names_of = [](adfw::Network& net) {
+    std::set<std::string> out;
+    for (const auto& item : net.module()->named_parameters()) out.insert(item.key());
+    for (const auto& item : net.module()->named_buffers()) out.insert(item.key());
+    return out;
+  };
+  adfw::DraemReconstructiveOptions ro;
+  ro.base_width = 4;
+  adfw::DraemReconstructive recon(ro);
+  adfw::DraemDiscriminativeOptions dop;
+  dop.base_width = 4;
+  adfw::DraemDiscriminative disc(dop);
+  adfw::DiffusionUNetOptions dfo;
+  dfo.base = 32;
+  adfw::DiffusionUNet diff(dfo);
+  adfw::RiadUNetOptions rio;
+  rio.base_width = 4;
+  adfw::RiadUNet riad(rio);
+  // Keys as VitjanZ/DRAEM model_unet.py, MaticFuc/ECCV_TransFusion model/UNet.py and RIAD unet.py name them.
+  const std::vector<std::pair<adfw::Network*, std::vector<std::string>>> expected = {
+      {&recon, {"encoder.block1.0.weight", "encoder.block5.4.running_var", "decoder.up1.1.weight",
+                "decoder.db4.3.bias", "decoder.fin_out.0.weight"}},
+      {&disc, {"encoder_segment.block6.3.weight", "decoder_segment.up_b.1.weight", "decoder_segment.db_b.0.weight",
+               "decoder_segment.db4.4.running_mean", "decoder_segment.fin_out.0.bias"}},
+      {&diff, {"image_proj.weight", "time_emb.linear_1.weight", "down.0.res.norm1.weight", "down.2.conv.weight",
+               "down.3.res.shortcut.weight", "down.6.res.time_emb.weight", "down.6.attn.projection.weight",
+               "middle.attn.output.bias", "middle.res2.conv2.weight", "up.3.conv.weight", "norm.weight",
+               "final.weight", "final_mean.weight", "final_seg.norm.running_mean", "final_seg.conv.weight"}},
+      {&riad, {"down1.conv1.weight", "down5.bn2.running_var", "up1.upconv.weight", "up4.conv2.bias",
+               "conv_final.0.weight"}},
+  };
+  for (const auto& [net, keys] : expected) {
+    const auto names = names_of(*net);
+    for (const auto& k : keys) {
+      INFO(k);
+      CHECK(names.count(k) == 1);
+    }
+  }
 }
