@@ -343,7 +343,7 @@ struct Holder {
 Holder parse_terms(const std::string& text) {
   test::load_builtin_plugins();
   Holder h;
-  read_options(h, toml::parse(text, "exp.toml"), "method");
+  read_options(h, toml::parse(std::string_view(text), std::string_view("exp.toml")), "method");
   return h;
 }
 }  // namespace

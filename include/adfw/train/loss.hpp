@@ -82,8 +82,10 @@ struct LossValues {
 
 /// Evaluates `terms` on named outputs and targets. `weights` maps a term's target name to
 /// per-element weights (e.g. "mask" -> (N,1,1,1) zero for samples without a pixel mask).
-/// Throws Error naming the term and the names available when a name is missing, and Error naming
-/// the step's term when a value is not finite is left to the trainer (see trainer.hpp).
+/// total = sum of weight * value. Labels are "<type>:<prediction>", with "#2", "#3" ... appended
+/// when several terms share one. Throws Error naming the term and the names available when a
+/// name is missing, and Error naming the term and both shapes when a loss rejects its inputs
+/// (shape mismatch, bad class indices). A value that is not finite is left to the trainer.
 LossValues evaluate_losses(const std::vector<LossTerm>& terms, const TensorMap& outputs, const TensorMap& targets,
                            const TensorMap& weights = {});
 

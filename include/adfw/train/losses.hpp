@@ -132,10 +132,10 @@ struct FocalOptions {
       Check::at_least(0));
     v("alpha", alpha,
       "class balance: alpha_t = alpha for anomalous (target 1; softmax: every class > 0) and 1 - alpha for "
-      "normal elements; -1 = no balancing (default -1)",
+      "normal elements; negative (-1) = no balancing (default -1)",
       Check::range(-1, 1));
     v("input", input,
-      "logits: prediction and target (N,1,...) with p = sigmoid(prediction), stable log-sigmoid; "
+      "logits: prediction and target of the same shape, p = sigmoid(prediction), stable log-sigmoid; "
       "probabilities: prediction already in [0, 1], log clamped at -100 (SuperSimpleNet common/loss.py); "
       "softmax: prediction (N,K,...) logits, target (N,1,...) class indices (integer part), p = softmax "
       "over dim 1 (DRAEM loss.py FocalLoss) (default \"logits\")",
