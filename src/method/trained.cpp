@@ -90,8 +90,8 @@ Draem::Draem(const Options& o) : opt_(o) {
   if (opt_.losses.empty()) {
     opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
                    loss_term("type = 'ssim'\nprediction = 'reconstruction'\ntarget = 'image'"),
-                   loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nprediction = 'segmentation'\n"
-                             "target = 'mask'")};
+                   loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nsmooth = 1e-5\n"
+                             "prediction = 'segmentation'\ntarget = 'mask'")};
   }
   synth_ = opt_.synthesizer.make();
   reducer_ = make_reducer(opt_.image_score, false, "draem");
