@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include <opencv2/imgcodecs.hpp>
@@ -89,6 +90,28 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
+// Pixel metrics of the images of defect type `type` together with all normal images (the
+// image-level breakdown's protocol), or nothing when that subset lacks defect or normal pixels.
+std::optional<metric::PixelMetrics> per_defect_pixel_metrics(const EvalData& d, const std::vector<std::string>& types,
+                                                             const std::string& type, metric::PixelRequest request) {
+  const int64_t hw = d.h * d.w;
+  std::vector<int64_t> chosen;
+  for (int64_t i = 0; i < d.n; ++i)
+    if (d.labels[i] == 0 || types[static_cast<std::size_t>(i)] == type) chosen.push_back(i);
+  const auto m = static_cast<int64_t>(chosen.size());
+  std::vector<float> maps(static_cast<std::size_t>(m * hw));
+  std::vector<uint8_t> masks(static_cast<std::size_t>(m * hw));
+  for (int64_t k = 0; k < m; ++k) {
+    std::copy_n(d.maps + chosen[static_cast<std::size_t>(k)] * hw, hw, maps.begin() + k * hw);
+    std::copy_n(d.masks + chosen[static_cast<std::size_t>(k)] * hw, hw, masks.begin() + k * hw);
+  }
+  const auto positives = std::count_if(masks.begin(), masks.end(), [](uint8_t v) { return v != 0; });
+  if (positives == 0 || positives == static_cast<int64_t>(masks.size())) return std::nullopt;
+  request.f1 = false;  // F1-max is a thresholded figure of the whole set; the breakdown ranks only
+  request.threads = d.threads;
+  return metric::pixel_metrics(maps.data(), masks.data(), m, d.h, d.w, request);
+}
+
 }  // namespace
 
 nlohmann::json EvalResult::to_json() const {
@@ -96,6 +119,15 @@ nlohmann::json EvalResult::to_json() const {
   j["metrics"] = values;
   j["per_defect_type"] = nlohmann::json::object();
   for (const auto& [k, v] : per_defect_auroc) j["per_defect_type"][k] = {{"image_auroc", v}};
+  for (const auto& [k, v] : per_defect_pixel) {
+    nlohmann::json& t = j["per_defect_type"][k];
+    if (v.binary.positives > 0 && v.binary.negatives > 0) {
+      t["pixel_auroc"] = v.binary.auroc;
+      t["pixel_ap"] = v.binary.ap;
+    }
+    if (!v.aupro.empty()) t["aupro"] = v.aupro.begin()->second;
+    t["defect_pixels"] = v.binary.positives;
+  }
   j["counts"] = {{"images", images}, {"anomalous_images", anomalous_images}};
   return j;
 }
@@ -151,6 +183,12 @@ EvalResult evaluate(const EvalInput& in, const EvalOptions& opt) {
       }
       if (std::count(l.begin(), l.end(), 0) == 0) break;  // no normal images: nothing to compare with
       out.per_defect_auroc[t] = metric::binary_metrics(s, l, {true, false, false}, "image scores").auroc;
+    }
+    if (plan.pixel) {
+      for (const auto& t : types) {
+        auto sub = per_defect_pixel_metrics(d, in.defect_types, t, plan.pixel_request);
+        if (sub) out.per_defect_pixel[t] = *sub;
+      }
     }
   }
   return out;

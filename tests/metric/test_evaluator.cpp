@@ -119,6 +119,46 @@ TEST_CASE("per-defect-type image AUROC compares each type with all normal images
   CHECK(r.values.at("image_auroc").get<double>() == 0.5);
 }
 
+TEST_CASE("per-defect-type pixel metrics pool each type's pixels with all normal images", "[metric]") {
+  // Three 1x4 maps: one normal image and one image of each defect type.
+  adfw::EvalInput in;
+  in.maps = torch::tensor({0.1f, 0.2f, 0.3f, 0.4f,      // good
+                           0.9f, 0.5f, 0.05f, 0.05f,    // a, defect pixel 0
+                           0.15f, 0.6f, 0.7f, 0.0f})    // b, defect pixels 0 and 1
+                .view({3, 1, 4});
+  in.masks = torch::tensor({0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0}, torch::kByte).view({3, 1, 4});
+  in.labels = torch::tensor({0, 1, 1}, torch::kLong);
+  in.defect_types = {"good", "a", "b"};
+  adfw::EvalOptions opt;
+  opt.metrics = {"image_auroc", "pixel_auroc", "pixel_ap", "aupro"};
+  const auto r = adfw::evaluate(in, opt);
+  // Pooled: 9 normal pixels; 0.9 outranks 9, 0.15 outranks 4, 0.6 outranks 8 -> 21 / 27.
+  CHECK(r.values.at("pixel_auroc").get<double>() == Approx(21.0 / 27.0));
+  REQUIRE(r.per_defect_pixel.size() == 2);
+  // a: its one defect pixel (0.9) outranks all 7 normal pixels of good + a.
+  const auto& a = r.per_defect_pixel.at("a");
+  CHECK(a.binary.positives == 1);
+  CHECK(a.binary.negatives == 7);
+  CHECK(a.binary.auroc == Approx(1.0));
+  CHECK(a.binary.ap == Approx(1.0));
+  CHECK(a.aupro.at(0.3) == Approx(1.0));
+  // b: normals {0.1, 0.2, 0.3, 0.4, 0.7, 0.0}; 0.15 outranks 2, 0.6 outranks 5 -> 7 / 12.
+  // AP: ranks 0.7 (n), 0.6 (p: precision 1/2), ..., 0.15 (p: precision 2/6) -> (1/2 + 1/3) / 2.
+  const auto& b = r.per_defect_pixel.at("b");
+  CHECK(b.binary.positives == 2);
+  CHECK(b.binary.auroc == Approx(7.0 / 12.0));
+  CHECK(b.binary.ap == Approx(5.0 / 12.0));
+
+  const auto j = r.to_json();
+  CHECK(j["per_defect_type"]["b"]["pixel_auroc"].get<double>() == Approx(7.0 / 12.0));
+  CHECK(j["per_defect_type"]["b"]["defect_pixels"] == 2);
+  CHECK(j["per_defect_type"]["a"].contains("aupro"));
+  CHECK(j["per_defect_type"]["a"]["image_auroc"].get<double>() == 1.0);
+
+  opt.metrics = {"image_auroc"};
+  CHECK(adfw::evaluate(in, opt).per_defect_pixel.empty());
+}
+
 TEST_CASE("evaluator rejects inconsistent inputs", "[metric]") {
   adfw::EvalInput in;
   in.maps = torch::rand({2, 4, 4});

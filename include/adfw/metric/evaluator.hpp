@@ -1,5 +1,5 @@
 // The evaluator the run engine calls after testing: every requested metric over the whole test
-// set (pixel metrics share one pass), per-defect-type image AUROC, and the report files.
+// set (pixel metrics share one pass), per-defect-type image and pixel metrics, and the report files.
 #pragma once
 
 #include <filesystem>
@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "adfw/core/options.hpp"
+#include "adfw/metric/curves.hpp"
 
 namespace adfw {
 
@@ -45,6 +46,10 @@ struct EvalOptions {
 struct EvalResult {
   nlohmann::json values;                       ///< metric key -> value (plus thresholds, FPR limit)
   std::map<std::string, double> per_defect_auroc;  ///< defect type -> image AUROC vs all normal images
+  /// defect type -> pixel AUROC / AP / AUPRO (those the requested metrics need, no F1) over the
+  /// pixels of that type's images and of all normal images. Pooled pixel metrics weigh each type by
+  /// its defect area, so one type with large masks can dominate them; this breakdown shows it.
+  std::map<std::string, metric::PixelMetrics> per_defect_pixel;
   std::vector<float> image_scores;             ///< the scores used, one per image
   double image_threshold = 0;                  ///< image F1-max threshold (when computed)
   double pixel_threshold = 0;                  ///< pixel F1-max threshold (when computed)
@@ -56,7 +61,8 @@ struct EvalResult {
 /// masks that are not 0/1 and sets a metric cannot be computed on (which metric needs what).
 EvalResult evaluate(const EvalInput& input, const EvalOptions& options = {});
 
-/// metrics.json: {"metrics": values, "per_defect_type": {...}, "counts": ..., "protocol": protocol}
+/// metrics.json: {"metrics": values, "per_defect_type": {type: {"image_auroc", "pixel_auroc", "pixel_ap",
+/// "aupro"}}, "counts": ..., "protocol": protocol} (pixel keys only where computed).
 /// (protocol: which split, checkpoint, threshold source ... as the caller states it). Atomic.
 void write_metrics_json(const std::filesystem::path& file, const EvalResult& result,
                         const nlohmann::json& protocol);
