@@ -292,6 +292,17 @@ Table build_table(const RunSet& set, const TableOptions& o) {
       break;
     }
   }
+  // Weights chosen on the test set (trainer.selection = "test") make a number optimistic: every
+  // table that contains one says so.
+  std::size_t on_test = 0;
+  for (const auto* r : used) {
+    const auto p = r->metrics.find("protocol");
+    if (p != r->metrics.end() && p->is_object() && p->value("selected_on_test", false)) ++on_test;
+  }
+  if (on_test > 0)
+    t.notes.push_back(std::to_string(on_test) + " of " + std::to_string(used.size()) +
+                      " run(s) chose their weights on the test set (trainer.selection = \"test\"): their numbers are "
+                      "optimistic");
   if (reference.is_object()) t.reference_source = reference.value("source", "");
   if (t.caption.empty() && reference.is_object() && reference.contains("reproduces"))
     t.caption = sweep::Reproduces::from_json(reference["reproduces"]).caption();

@@ -100,6 +100,17 @@ TEST_CASE("table: mean and sample std per cell, missing cells, mean row over see
   CHECK(t.caption == "Reproduces Table 1 of Paper X.");
 }
 
+TEST_CASE("table: runs whose weights were chosen on the test set are flagged", "[table]") {
+  const fs::path root = fixture();
+  CHECK(build_table(load_runs(root), options()).notes.size() == 1);  // only the missing-runs note
+  write(root / "exp" / "b1s1" / "metrics.json",
+        "{\"metrics\": {\"image_auroc\": 0.99}, \"protocol\": {\"selected_on_test\": true}}");
+  const Table t = build_table(load_runs(root), options());
+  bool flagged = false;
+  for (const auto& n : t.notes) flagged |= n.find("1 of 8 run(s) chose their weights on the test set") != std::string::npos;
+  CHECK(flagged);
+}
+
 TEST_CASE("table: markdown shows percentages, bold bests, n, reference and difference", "[table]") {
   const RunSet set = load_runs(fixture());
   const TableOptions o = options();
