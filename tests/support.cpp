@@ -10,6 +10,8 @@ namespace fs = std::filesystem;
 
 namespace adfw::test {
 
+fs::path source_root() { return fs::path(ADFW_SOURCE_DIR); }
+
 fs::path shared_root() {
   if (const char* env = std::getenv("ADFW_SHARED"); env && *env) return fs::path(env);
   return fs::path(ADFW_SOURCE_DIR) / ".." / "shared";

@@ -9,6 +9,8 @@
 
 namespace adfw::test {
 
+/// The project's source folder (absolute; __FILE__ may be relative under ccache's base_dir).
+std::filesystem::path source_root();
 /// ../shared from the project root, or $ADFW_SHARED.
 std::filesystem::path shared_root();
 /// True under CI=true, where missing shared material is a failure, not a skip.

@@ -438,7 +438,7 @@ setup = ["module load cuda/12.1"]
 TEST_CASE("adfw sweep + adfw table over the real CLI: a bad override fails alone", "[sweep]") {
   // Two PaDiM variants under the smoke preset on the demo data; "layer9" is no ResNet tap, so
   // that run fails with a config error while the other one finishes and is tabled.
-  const fs::path src = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  const fs::path src = adfw::test::source_root();
   const fs::path dir = adfw::test::temp_dir("sweep_cli");
   write(dir / "cli.toml", "name = \"cli\"\nbase = \"" + (src / "experiments" / "padim.toml").string() +
                               "\"\npresets = [\"" + (src / "configs" / "presets" / "smoke.toml").string() +
@@ -491,7 +491,7 @@ TEST_CASE("adfw sweep + adfw table over the real CLI: a bad override fails alone
 }
 
 TEST_CASE("the example sweeps in experiments/ablations read and expand", "[sweep]") {
-  const fs::path src = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  const fs::path src = adfw::test::source_root();
   const SweepSpec coreset = read_sweep(src / "experiments" / "ablations" / "coreset_ratio.toml");
   CHECK(coreset.name == "patchcore-coreset");
   CHECK(expand(coreset, fake_launch("/bin/true")).size() == 15 * 3 * 3);
