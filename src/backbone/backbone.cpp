@@ -27,6 +27,17 @@ torch::Tensor Normalization::apply(const torch::Tensor& rgb255) const {
   return (rgb255.to(torch::kFloat32) * scale - mean) / sd;
 }
 
+GridGeometry GridGeometry::centred(int64_t stride) {
+  const double o = (static_cast<double>(stride) - 1.0) / 2.0;
+  return {o, o, static_cast<double>(stride)};
+}
+
+GridGeometry Backbone::grid(const std::string& tap, int64_t, int64_t) const {
+  const int64_t s = stride(tap);
+  if (s <= 0) throw ConfigError("backbone tap '" + tap + "' has no spatial grid");
+  return GridGeometry::centred(s);
+}
+
 namespace backbone {
 
 std::filesystem::path hub_checkpoint_dir() {

@@ -131,4 +131,25 @@ int64_t MobileNetV1Backbone::stride(const std::string& tap) const {
   return s;
 }
 
+GridGeometry MobileNetV1Backbone::grid(const std::string& tap, int64_t height, int64_t width) const {
+  // Every stride-2 layer is a 3x3 conv (the stem and the depthwise convs of the strided blocks);
+  // with TF "same" padding p_before, output cell i is centred on input pixel 2i + 1 - p_before.
+  // Walk the sizes forward, then compose the centre of cell 0 back to the input.
+  const int i = tap_index(tap);
+  const auto origin = [&](int64_t n) {
+    std::vector<int64_t> before;
+    before.push_back(tf_same_padding(n, 3, 2).first);
+    n = (n + 1) / 2;
+    for (int b = 0; b < i; ++b) {
+      if (MobileNetV1Impl::block_stride(b) != 2) continue;
+      before.push_back(tf_same_padding(n, 3, 2).first);
+      n = (n + 1) / 2;
+    }
+    double c = 0;
+    for (auto it = before.rbegin(); it != before.rend(); ++it) c = 2 * c + 1 - static_cast<double>(*it);
+    return c;
+  };
+  return {origin(height), origin(width), static_cast<double>(stride(tap))};
+}
+
 }  // namespace adfw

@@ -180,6 +180,12 @@ int64_t ResNetBackbone::channels(const std::string& tap) const {
   return net_->config().num_classes;
 }
 
+GridGeometry ResNetBackbone::grid(const std::string& tap, int64_t, int64_t) const {
+  const int64_t s = stride(tap);
+  if (s <= 0) throw ConfigError("backbone tap '" + tap + "' has no spatial grid");
+  return {0.0, 0.0, static_cast<double>(s)};
+}
+
 int64_t ResNetBackbone::stride(const std::string& tap) const {
   const int d = tap_depth(tap);
   if (d == 0) return 4;

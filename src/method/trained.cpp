@@ -182,7 +182,7 @@ Riad::Riad(const Options& o) : opt_(o) {
 }
 
 torch::Tensor Riad::inpaint(const torch::Tensor& images, int64_t k, std::mt19937_64& rng) {
-  const int64_t n = images.size(0), h = images.size(2), w = images.size(3);
+  const int64_t h = images.size(2), w = images.size(3);
   if (h % k != 0 || w % k != 0)
     throw Error("riad: image size " + std::to_string(h) + "x" + std::to_string(w) +
                 " is not a multiple of the mosaic cell size " + std::to_string(k) +
@@ -205,7 +205,6 @@ torch::Tensor Riad::inpaint(const torch::Tensor& images, int64_t k, std::mt19937
     torch::Tensor rec = net_->forward(images * (1 - m));
     out = out + rec * m;
   }
-  (void)n;
   return out;
 }
 
@@ -342,7 +341,8 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std
   }
   // Pixel labels only where the data has them: image-label-only anomalies get an all-zero mask
   // here and weight 0 in pixel losses below.
-  torch::Tensor gt_masks = (batch.masks * pixel_loss_weights(batch)).to(device);
+  const torch::Tensor pixel_weights = pixel_loss_weights(batch);
+  torch::Tensor gt_masks = (batch.masks * pixel_weights).to(device);
   FeatureNoiseResult noisy = noise_->apply(a, gt_masks, batch.labels.to(device), rng);
   const int64_t copies = noisy.features.size(0) / a.size(0);
   StepTensors st;
@@ -355,7 +355,7 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std
   }
   st.targets["mask"] = noisy.mask.to(torch::kFloat32);
   st.targets["label"] = noisy.labels.to(torch::kFloat32);
-  st.weights["mask"] = pixel_loss_weights(batch).repeat({copies, 1, 1, 1}).to(device);
+  st.weights["mask"] = pixel_weights.repeat({copies, 1, 1, 1}).to(device);
   return st;
 }
 

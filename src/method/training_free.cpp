@@ -25,9 +25,28 @@ void for_each_feature_batch(Backbone& backbone, Loader& loader, const RunContext
   }
 }
 
+torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_t width, const GridGeometry& grid) {
+  if (maps.dim() != 4) throw Error("upsample_on_grid: expected maps (N,C,h,w), got sizes " + c10::str(maps.sizes()));
+  const int64_t n = maps.size(0), h = maps.size(2), w = maps.size(3);
+  // Output pixel j lies at cell coordinate u = (j - origin) / stride; grid_sample (align_corners
+  // false) reads cell u at the normalised position (2u + 1) / cells - 1.
+  const auto axis = [&](int64_t size, double origin, int64_t cells) {
+    torch::Tensor j = torch::arange(size, torch::TensorOptions().dtype(torch::kFloat64));
+    return ((j - origin) / grid.stride * 2.0 + 1.0) / static_cast<double>(cells) - 1.0;
+  };
+  torch::Tensor ys = axis(height, grid.origin_y, h).to(torch::kFloat32);
+  torch::Tensor xs = axis(width, grid.origin_x, w).to(torch::kFloat32);
+  // grid_sample wants (N, H, W, 2) holding (x, y).
+  torch::Tensor g = torch::stack({xs.view({1, width}).expand({height, width}), ys.view({height, 1}).expand({height, width})}, 2);
+  g = g.unsqueeze(0).expand({n, height, width, 2}).to(maps.device());
+  return F::grid_sample(maps.to(torch::kFloat32), g,
+                        F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kBorder).align_corners(false));
+}
+
 torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int64_t width,
-                                  const MapSmoothingOptions& o) {
-  torch::Tensor out = metric::UpsamplePostprocess().apply(maps, {height, width});
+                                  const MapSmoothingOptions& o, const GridGeometry* grid) {
+  torch::Tensor out = (o.align && grid) ? upsample_on_grid(maps, height, width, *grid)
+                                        : metric::UpsamplePostprocess().apply(maps, {height, width});
   if (o.sigma > 0) {
     metric::GaussianOptions g;
     g.sigma = o.sigma;
@@ -103,7 +122,9 @@ Prediction PatchCore::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor patch = bank_.score(e.reshape({-1, e.size(3)})).reshape({n, 1, h, w});
   // Reference: image score = max patch score (before upsampling and smoothing).
   torch::Tensor scores = patch.flatten(1).amax(1);
-  torch::Tensor maps = upsample_and_smooth(patch, batch.images.size(2), batch.images.size(3), opt_.smoothing);
+  const int64_t H = batch.images.size(2), W = batch.images.size(3);
+  const GridGeometry grid = backbone_->grid(backbone_->selected_taps().front(), H, W);
+  torch::Tensor maps = upsample_and_smooth(patch, H, W, opt_.smoothing, &grid);
   return {maps, scores};
 }
 
@@ -175,7 +196,9 @@ void PaDiM::fit(FitContext& ctx) {
 
 Prediction PaDiM::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor d = gaussian_.distance(embed(batch.images, ctx)).unsqueeze(1);  // (N,1,h,w)
-  torch::Tensor maps = upsample_and_smooth(d, batch.images.size(2), batch.images.size(3), opt_.smoothing);
+  const int64_t H = batch.images.size(2), W = batch.images.size(3);
+  const GridGeometry grid = backbone_->grid(backbone_->selected_taps().front(), H, W);
+  torch::Tensor maps = upsample_and_smooth(d, H, W, opt_.smoothing, &grid);
   // Reference: image score = max of the upsampled, smoothed map.
   return {maps, maps.flatten(1).amax(1)};
 }
@@ -245,7 +268,9 @@ Prediction AnomalyDINO::predict(const Batch& batch, const RunContext& ctx) {
   // Image score: mean of the top fraction of patch distances (the paper's mean_top1p).
   const int64_t count = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(opt_.top_fraction * double(h * w))));
   torch::Tensor scores = std::get<0>(d.flatten(1).topk(count, 1)).mean(1);
-  torch::Tensor maps = upsample_and_smooth(d, batch.images.size(2), batch.images.size(3), opt_.smoothing);
+  const int64_t H = batch.images.size(2), W = batch.images.size(3);
+  const GridGeometry grid = backbone_->grid(backbone_->selected_taps().front(), H, W);
+  torch::Tensor maps = upsample_and_smooth(d, H, W, opt_.smoothing, &grid);
   return {maps, scores};
 }
 

@@ -338,8 +338,6 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
 
   std::vector<double> base_lr;
   auto optimizer = make_optimizer(o, spec.groups, base_lr);
-  for (auto& g : optimizer->param_groups())
-    for (auto& p : g.params()) p.mutable_grad() = torch::Tensor();
 
   CheckpointFiles files{run.dir.empty() ? fs::path() : run.dir / "checkpoint"};
   TrainLog log_csv{run.dir.empty() ? fs::path() : run.dir / "train_log.csv", {}, {}};
@@ -500,7 +498,10 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
   summary.final_losses = last.terms;
   if (pos.step > first_step) summary.final_losses.insert(summary.final_losses.begin(), {"total", last.total.item<double>()});
 
-  if (o.selection == "last") {
+  if (total_steps == 0) {
+    summary.selection = "initial weights (no training: trainer.epochs = 0)";
+    summary.selected_epoch = -1;
+  } else if (o.selection == "last") {
     summary.selection = "last step (" + std::to_string(pos.step) + ")";
     summary.selected_epoch = pos.batch > 0 ? pos.epoch : pos.epoch - 1;
   } else {

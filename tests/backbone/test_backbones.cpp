@@ -212,3 +212,70 @@ TEST_CASE("weights = \"\" finds the official file name in $TORCH_HOME/hub/checkp
   CHECK(found.forward(x).at("layer3").equal(random.forward(x).at("layer3")));
   ::unsetenv("TORCH_HOME");
 }
+
+namespace {
+
+/// Rows and columns of the input that reach output cell (i, j) of `tap`: the support of the
+/// gradient when every conv weight is positive and every activation stays inside ReLU6's linear
+/// range, so no path is cut. Its centre is where the cell sits on the input.
+std::pair<double, double> receptive_field_centre(adfw::MobileNetV1Backbone& net, const std::string& tap, int64_t h,
+                                                 int64_t w, int64_t i, int64_t j) {
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : net.module().named_parameters()) {
+      if (p.value().dim() == 4) p.value().fill_(1.0 / static_cast<double>(p.value()[0].numel()));
+      else if (p.key().find("weight") != std::string::npos) p.value().fill_(1.0);
+      else p.value().zero_();
+    }
+    for (auto& b : net.module().named_buffers()) {
+      if (b.key().find("running_var") != std::string::npos) b.value().fill_(1.0);
+      else if (b.key().find("running_mean") != std::string::npos) b.value().zero_();
+    }
+  }
+  net.module().eval();
+  torch::Tensor x = torch::ones({1, 3, h, w}).requires_grad_(true);
+  torch::Tensor out = net.forward(x).at(tap);
+  REQUIRE(i < out.size(2));
+  REQUIRE(j < out.size(3));
+  out.index({0, torch::indexing::Slice(), i, j}).sum().backward();
+  const torch::Tensor g = x.grad()[0].abs().sum(0);  // (h, w)
+  const torch::Tensor rows = torch::nonzero(g.sum(1) > 0).flatten(), cols = torch::nonzero(g.sum(0) > 0).flatten();
+  const int64_t r0 = rows.min().item<int64_t>(), r1 = rows.max().item<int64_t>();
+  const int64_t c0 = cols.min().item<int64_t>(), c1 = cols.max().item<int64_t>();
+  // The field must lie inside the image, or padding would have clipped one side of it.
+  REQUIRE(r0 > 0);
+  REQUIRE(c0 > 0);
+  REQUIRE(r1 < h - 1);
+  REQUIRE(c1 < w - 1);
+  REQUIRE(r1 - r0 + 1 == rows.numel());  // contiguous
+  return {(r0 + r1) / 2.0, (c0 + c1) / 2.0};
+}
+
+}  // namespace
+
+TEST_CASE("MobileNet grid geometry matches the receptive field centres (TF same padding)", "[backbone]") {
+  adfw::MobileNetV1Options o;
+  o.weights = "random";
+  o.trainable = true;  // autograd through the backbone; eval mode is set above
+  for (const std::string tap : {"stem", "block1", "block3", "block5", "block11"}) {
+    o.layers = {tap};
+    adfw::MobileNetV1Backbone net(o);
+    // Even sizes down every stage (TF pads bottom/right: cells sit at the end of their block),
+    // and odd ones (symmetric padding at that stage).
+    for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{{640, 384}, {609, 423}}) {
+      const adfw::GridGeometry g = net.grid(tap, h, w);
+      CHECK(g.stride == net.stride(tap));
+      const int64_t i = (h / net.stride(tap)) / 2, j = (w / net.stride(tap)) / 2;
+      const auto [cy, cx] = receptive_field_centre(net, tap, h, w, i, j);
+      INFO(tap << " at " << h << "x" << w << ": cell (" << i << ", " << j << ")");
+      CHECK(g.origin_y + i * g.stride == Approx(cy));
+      CHECK(g.origin_x + j * g.stride == Approx(cx));
+    }
+  }
+  // Plain bilinear upsampling would put cell 0 of a stride-16 grid on pixel 7.5; with 224 px
+  // (even down to 14) TF padding puts it on pixel 15.
+  o.layers = {"block5"};
+  adfw::MobileNetV1Backbone net(o);
+  CHECK(net.grid("block5", 224, 224).origin_y == 15.0);
+  CHECK(adfw::GridGeometry::centred(16).origin_x == 7.5);
+}

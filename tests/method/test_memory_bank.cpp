@@ -3,7 +3,10 @@
 #include <cmath>
 #include <set>
 
+#include <algorithm>
+
 #include "adfw/method/memory_bank.hpp"
+#include "adfw/method/training_free.hpp"
 #include "support.hpp"
 
 namespace {
@@ -189,4 +192,32 @@ TEST_CASE("per-position Gaussian: mean, covariance and Mahalanobis distance in c
   adfw::PatchGaussian one;
   one.accumulate(train.slice(0, 0, 1));
   CHECK_THROWS_AS(one.finalize(), adfw::Error);
+}
+
+TEST_CASE("upsample_on_grid puts every cell on its centre pixel and interpolates linearly", "[method][grid]") {
+  // A map whose cells hold their own centre coordinate: bilinear resampling of a linear function is
+  // exact, so every pixel between the outer centres reads its own coordinate; beyond them the
+  // border cell's value.
+  const int64_t h = 6, w = 5, H = 48, W = 40;
+  for (const adfw::GridGeometry g : {adfw::GridGeometry{7.0, 7.0, 8.0}, adfw::GridGeometry{0.0, 0.0, 8.0},
+                                     adfw::GridGeometry::centred(8)}) {
+    const torch::Tensor ys = g.origin_y + g.stride * torch::arange(h, torch::kFloat32);
+    const torch::Tensor xs = g.origin_x + g.stride * torch::arange(w, torch::kFloat32);
+    const torch::Tensor map = torch::stack({ys.view({h, 1}).expand({h, w}), xs.view({1, w}).expand({h, w})}).unsqueeze(0);
+    const torch::Tensor up = adfw::upsample_on_grid(map, H, W, g);
+    REQUIRE(up.sizes() == torch::IntArrayRef({1, 2, H, W}));
+    for (int64_t y = 0; y < H; ++y) {
+      const double want = std::clamp<double>(y, g.origin_y, g.origin_y + g.stride * (h - 1));
+      CHECK(up[0][0][y][3].item<double>() == Approx(want).margin(1e-4));
+    }
+    for (int64_t x = 0; x < W; ++x) {
+      const double want = std::clamp<double>(x, g.origin_x, g.origin_x + g.stride * (w - 1));
+      CHECK(up[0][1][2][x].item<double>() == Approx(want).margin(1e-4));
+    }
+  }
+  // The centred grid is plain bilinear upsampling (align_corners false).
+  const torch::Tensor m = torch::rand({2, 1, h, w});
+  const torch::Tensor plain = torch::nn::functional::interpolate(
+      m, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{H, W}).mode(torch::kBilinear).align_corners(false));
+  CHECK(adfw::upsample_on_grid(m, H, W, adfw::GridGeometry::centred(8)).allclose(plain, 1e-5, 1e-5));
 }

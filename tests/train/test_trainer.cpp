@@ -151,6 +151,23 @@ TEST_CASE("trainer: one SGD step per group matches the hand-computed update", "[
   CHECK_THROWS_WITH(train(ctx, o, spec2), Catch::Contains("unknown parameter group 'c'"));
 }
 
+TEST_CASE("trainer: epochs = 0 keeps the initial weights (the untrained baseline)", "[trainer]") {
+  ToySetup data;
+  Toy toy(0.3, -0.1);
+  TrainerOptions o;
+  o.epochs = 0;
+  o.optimizer.kind = "sgd";
+  o.optimizer.lr = 0.1;
+  RunContext run = run_ctx("");
+  FitContext ctx{run, data.train, {}, {}, data.transforms};
+  TrainSpec spec = toy.spec();
+  TrainSummary s = train(ctx, o, spec);
+  CHECK(s.steps == 0);
+  CHECK(toy.a.item<double>() == 0.3);
+  CHECK(toy.b.item<double>() == -0.1);
+  CHECK_THAT(s.selection, Catch::Contains("initial weights"));
+}
+
 TEST_CASE("trainer: multistep lr is logged per step in train_log.csv", "[trainer]") {
   ToySetup data;
   Toy toy(0.0, 0.0);

@@ -36,6 +36,19 @@ struct Normalization {
   torch::Tensor apply(const torch::Tensor& rgb255) const;
 };
 
+/// Where a tap's grid sits on the input image: cell (i, j) is centred on input pixel
+/// (origin_y + i * stride, origin_x + j * stride), in pixel indices. The padding of each
+/// strided layer decides the origin, and it is not where plain bilinear upsampling
+/// (align_corners = false) assumes, (stride - 1) / 2: torchvision ResNets put cell 0 on pixel 0,
+/// TF "same"-padded MobileNets on pixel stride - 1 (for even sizes).
+struct GridGeometry {
+  double origin_y = 0;
+  double origin_x = 0;
+  double stride = 1;
+  /// The convention of bilinear upsampling: cells centred on their stride x stride block.
+  static GridGeometry centred(int64_t stride);
+};
+
 class Backbone {
  public:
   static constexpr const char* family = "backbone";
@@ -52,6 +65,9 @@ class Backbone {
   virtual int64_t channels(const std::string& tap) const = 0;
   /// Input pixels per output position of a tap (0 for taps without a spatial grid: pool, logits).
   virtual int64_t stride(const std::string& tap) const = 0;
+  /// The grid of a spatial tap for an input of height x width pixels. The default is
+  /// GridGeometry::centred(stride(tap)), exact for patch embeddings (ViT).
+  virtual GridGeometry grid(const std::string& tap, int64_t height, int64_t width) const;
   virtual Normalization normalization() const = 0;
   /// The underlying module (for .to(device), parameters(), train()/eval(), saving).
   virtual torch::nn::Module& module() = 0;

@@ -61,6 +61,9 @@ class MobileNetV1Backbone : public Backbone {
   std::map<std::string, torch::Tensor> forward(const torch::Tensor& x) override;
   int64_t channels(const std::string& tap) const override;
   int64_t stride(const std::string& tap) const override;
+  /// TF "same" padding pads strided convs at the bottom/right for even sizes: cell 0 sits on
+  /// the last pixel of its stride block; the parity of every stage's size decides it.
+  GridGeometry grid(const std::string& tap, int64_t height, int64_t width) const override;
   /// x/127.5 - 1 (Keras "tf" preprocessing), RGB.
   Normalization normalization() const override { return Normalization::mobilenet(); }
   torch::nn::Module& module() override { return *net_; }

@@ -89,6 +89,8 @@ class ResNetBackbone : public Backbone {
   std::map<std::string, torch::Tensor> forward(const torch::Tensor& x) override;
   int64_t channels(const std::string& tap) const override;
   int64_t stride(const std::string& tap) const override;
+  /// Symmetric padding (conv1 3, max pool 1, strided 3x3 convs 1): cell 0 sits on pixel 0.
+  GridGeometry grid(const std::string& tap, int64_t height, int64_t width) const override;
   Normalization normalization() const override { return Normalization::imagenet(); }
   torch::nn::Module& module() override { return *net_; }
   ResNet& net() { return net_; }

@@ -21,8 +21,13 @@ namespace adfw {
 struct MapSmoothingOptions {
   double sigma = 4.0;
   int kernel_size = 0;
+  bool align = false;
   template <class V>
   void fields(V& v) {
+    v("align", align,
+      "upsample each map cell onto the input pixel its receptive field is centred on (the backbone's padding "
+      "decides it; torchvision ResNets sit (s-1)/2 px up-left and TF-padded MobileNets (s-1)/2 px down-right of "
+      "where plain bilinear upsampling puts a stride-s grid); the references upsample plainly (default false)");
     v("sigma", sigma, "Gaussian smoothing of the upsampled map (PatchCore/PaDiM/AnomalyDINO: 4; 0 = off)",
       Check::at_least(0));
     v("kernel_size", kernel_size,
@@ -32,9 +37,15 @@ struct MapSmoothingOptions {
   }
 };
 
-/// Bilinear upsampling (align_corners false) of (N,1,h,w) to (H,W), then Gaussian smoothing.
+/// Bilinear upsampling of (N,1,h,w) to (H,W), then Gaussian smoothing. Without `grid`, or with
+/// o.align false, plain upsampling (align_corners false); otherwise cell (i, j) lands on input pixel
+/// (grid.origin_y + i * grid.stride, grid.origin_x + j * grid.stride), with the border cells extended.
 torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int64_t width,
-                                  const MapSmoothingOptions& o);
+                                  const MapSmoothingOptions& o, const GridGeometry* grid = nullptr);
+
+/// Bilinear resampling of a grid map (N,C,h,w) onto every pixel of a (height, width) input, where
+/// the map's cells sit as `grid` says; values beyond the outer cells are the outer cells'.
+torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_t width, const GridGeometry& grid);
 
 /// Runs a backbone over every batch of a loader, handing the feature maps to `fn`.
 void for_each_feature_batch(Backbone& backbone, Loader& loader, const RunContext& ctx, const std::string& label,

@@ -135,7 +135,10 @@ struct TrainerOptions {
 
   template <class V>
   void fields(V& v) {
-    v("epochs", epochs, "passes over the training images (default 1)", Check::at_least(1));
+    v("epochs", epochs,
+      "passes over the training images (default 1); 0 = no training, the initial weights are evaluated (the "
+      "untrained baseline)",
+      Check::at_least(0));
     v("steps", steps, "stop after this many optimiser steps in total (0 = run all epochs) (default 0)",
       Check::at_least(0));
     v("batch_size", batch_size, "images per optimiser step (default 8)", Check::at_least(1));
