@@ -45,8 +45,15 @@ torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_
 
 torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int64_t width,
                                   const MapSmoothingOptions& o, const GridGeometry* grid) {
-  torch::Tensor out = (o.align && grid) ? upsample_on_grid(maps, height, width, *grid)
-                                        : metric::UpsamplePostprocess().apply(maps, {height, width});
+  torch::Tensor in = maps;
+  if (o.space == "log") {
+    if (in.numel() > 0 && in.min().item<double>() < 0)
+      throw Error("method.smoothing.space = \"log\" needs scores >= 0; this method's map has negative values, use "
+                  "\"linear\"");
+    in = torch::log1p(in);
+  }
+  torch::Tensor out = (o.align && grid) ? upsample_on_grid(in, height, width, *grid)
+                                        : metric::UpsamplePostprocess().apply(in, {height, width});
   if (o.sigma > 0) {
     metric::GaussianOptions g;
     g.sigma = o.sigma;

@@ -22,8 +22,13 @@ struct MapSmoothingOptions {
   double sigma = 4.0;
   int kernel_size = 0;
   bool align = false;
+  std::string space = "linear";
   template <class V>
   void fields(V& v) {
+    v("space", space,
+      "scale the map is upsampled and smoothed in: \"linear\" (the references) or \"log\" (log(1 + score), for "
+      "scores >= 0: a strong small defect then spreads less into the normal pixels around it)",
+      Check::one_of({"linear", "log"}));
     v("align", align,
       "upsample each map cell onto the input pixel its receptive field is centred on (the backbone's padding "
       "decides it; torchvision ResNets sit (s-1)/2 px up-left and TF-padded MobileNets (s-1)/2 px down-right of "
