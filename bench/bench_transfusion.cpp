@@ -51,7 +51,7 @@ void BM_TransFusion_TrainStep(benchmark::State& state) {
   for (auto _ : state) {
     opt.zero_grad();
     auto e = m->estimate(xt, mask, t, &logits);
-    const torch::Tensor next = xt - (e.mask * e.source - e.mask * e.normal) / 19.0;
+    const torch::Tensor next = adfw::transparency_reverse_step(xt, e.source, e.mask, e.normal, t, 20);
     auto v = adfw::evaluate_losses(terms, {{"source", e.source}, {"mask_logits", logits}, {"mask", e.mask},
                                            {"normal", e.normal}, {"next", next}},
                                    {{"source", source}, {"mask", mask}, {"image", clean}, {"next", next_true}},

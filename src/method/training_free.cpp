@@ -156,7 +156,10 @@ std::string PaDiM::normalization() const { return backbone_->normalization().nam
 
 torch::Tensor PaDiM::embed(const torch::Tensor& images, const RunContext& ctx) {
   torch::NoGradGuard ng;
-  auto maps = backbone_->forward(images.to(ctx.device));
+  return embed_maps(backbone_->forward(images.to(ctx.device)), ctx);
+}
+
+torch::Tensor PaDiM::embed_maps(const std::map<std::string, torch::Tensor>& maps, const RunContext& ctx) {
   const auto taps = backbone_->selected_taps();
   torch::Tensor first = maps.at(taps[0]).to(torch::kCPU, torch::kFloat32);
   std::vector<torch::Tensor> parts = {first};
@@ -189,13 +192,8 @@ void PaDiM::fit(FitContext& ctx) {
   LoaderOptions lo;
   lo.batch_size = opt_.batch_size;
   auto loader = ctx.loader(ctx.train, lo);
-  loader->start_epoch(0);
-  Progress bar("features", loader->num_samples(), "img");
-  while (auto batch = loader->next()) {
-    gaussian_.accumulate(embed(batch->images, ctx.run));
-    bar.step(batch->size());
-  }
-  bar.finish();
+  for_each_feature_batch(*backbone_, *loader, ctx.run, "features",
+                         [&](const auto& maps, const Batch&) { gaussian_.accumulate(embed_maps(maps, ctx.run)); });
   gaussian_.finalize();
   log_info("padim: Gaussians over " + std::to_string(gaussian_.mean().size(0)) + " positions, " +
            std::to_string(gaussian_.mean().size(1)) + " dims, from " + std::to_string(gaussian_.count()) + " images");

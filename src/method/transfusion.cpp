@@ -25,6 +25,16 @@ torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Te
   return xt - d * (mask_est * source_est) + d * (mask_est * x0_est);
 }
 
+torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
+                                        const torch::Tensor& mask_est, const torch::Tensor& x0_est,
+                                        const torch::Tensor& t, int64_t steps) {
+  if (steps < 2) throw Error("transparency process: steps must be >= 2, got " + std::to_string(steps));
+  const torch::Tensor tt = t.to(xt.device()).to(xt.scalar_type()).reshape({-1, 1, 1, 1});
+  const double denom = static_cast<double>(steps - 1);
+  const torch::Tensor d = tt / denom - (tt - 1) / denom;  // beta_t - beta_{t-1}, as transparency_beta
+  return xt - d * (mask_est * source_est) + d * (mask_est * x0_est);
+}
+
 std::pair<torch::Tensor, TransparencyEstimates> transparency_restore(
     const torch::Tensor& image, int64_t from, int64_t steps,
     const std::function<TransparencyEstimates(const torch::Tensor&, const torch::Tensor&, int64_t)>& estimate) {
@@ -128,8 +138,7 @@ void TransFusion::fit(FitContext& ctx) {
     torch::Tensor mask = b.masks.to(device);
     torch::Tensor logits;
     TransparencyEstimates e = estimate(xt, hint, t, &logits);
-    const double d = 1.0 / static_cast<double>(steps - 1);  // beta_t - beta_{t-1} for every t
-    torch::Tensor next = xt - d * (e.mask * e.source) + d * (e.mask * e.normal);
+    torch::Tensor next = transparency_reverse_step(xt, e.source, e.mask, e.normal, t, steps);
     torch::Tensor next_true = transparency_forward(clean, source, mask, t - 1, steps);
     return evaluate_losses(
         opt_.losses,

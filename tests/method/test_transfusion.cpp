@@ -65,6 +65,11 @@ TEST_CASE("transparency reverse: perfect estimates restore the normal image", "[
   torch::Tensor x5 = transparency_forward(s.x0, s.source, s.mask, torch::full({2}, 5, torch::kInt64), T);
   torch::Tensor x4 = transparency_forward(s.x0, s.source, s.mask, torch::full({2}, 4, torch::kInt64), T);
   CHECK(torch::allclose(transparency_reverse_step(x5, s.source, s.mask, s.x0, 5, T), x4, 1e-12, 1e-12));
+  // Per-sample steps (training): sample 0 at step 5, sample 1 at step 12, each moves to its t-1.
+  const torch::Tensor ts = torch::tensor({5, 12}, torch::kInt64);
+  torch::Tensor xs = transparency_forward(s.x0, s.source, s.mask, ts, T);
+  CHECK(torch::allclose(transparency_reverse_step(xs, s.source, s.mask, s.x0, ts, T),
+                        transparency_forward(s.x0, s.source, s.mask, ts - 1, T), 1e-12, 1e-12));
   // Wrong estimates do not restore it.
   auto [bad, unused] = transparency_restore(xT, T - 1, T, [&](const torch::Tensor&, const torch::Tensor&, int64_t) {
     return TransparencyEstimates{s.source, torch::zeros_like(s.mask), s.x0};

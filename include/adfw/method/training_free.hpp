@@ -124,6 +124,8 @@ class PaDiM : public Method {
   /// Embedding (N, d, h, w): taps concatenated at the first tap's resolution (nearest upsampling,
   /// as the reference's embedding_concat), then the random channel subset.
   torch::Tensor embed(const torch::Tensor& images, const RunContext& ctx);
+  /// The same from the backbone's feature maps.
+  torch::Tensor embed_maps(const std::map<std::string, torch::Tensor>& maps, const RunContext& ctx);
 
  private:
   Options opt_;

@@ -33,6 +33,11 @@ torch::Tensor transparency_forward(const torch::Tensor& x0, const torch::Tensor&
 torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
                                         const torch::Tensor& mask_est, const torch::Tensor& x0_est, int64_t t,
                                         int64_t steps);
+/// The same for per-sample steps `t` (N,) int64: x_{t-1} = x_t - (beta_t - beta_{t-1}) M (e - x0),
+/// each sample with its own step (training, where each sample is shown at a drawn step).
+torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
+                                        const torch::Tensor& mask_est, const torch::Tensor& x0_est,
+                                        const torch::Tensor& t, int64_t steps);
 
 /// What the network estimates at one step.
 struct TransparencyEstimates {
