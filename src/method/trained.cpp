@@ -328,6 +328,16 @@ void SuperSimpleNet::build(const RunContext& ctx) {
   if (cls_) cls_->module()->to(device_);
 }
 
+Network& SuperSimpleNet::part(const std::string& name) {
+  Network* n = name == "adaptor" ? adaptor_.get()
+               : name == "segmentation" ? seg_.get()
+               : name == "classification" ? cls_.get()
+                                          : nullptr;
+  if (!n) throw Error("supersimplenet: no part '" + name + "' (built parts: adaptor, segmentation" +
+                      (cls_ ? ", classification" : "") + "; call build() first)");
+  return *n;
+}
+
 SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std::mt19937_64& rng,
                                                          const torch::Device& device) {
   torch::Tensor f = features(batch.images.to(device));
@@ -349,9 +359,10 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std
   torch::Tensor seg = seg_->forward(noisy.features);
   st.outputs["segmentation"] = seg;
   if (cls_) {
-    torch::Tensor fin = opt_.stop_grad ? noisy.features.detach() : noisy.features;
+    // Stop-grad cuts only the map (model/supersimplenet.py, Discriminator.forward): the
+    // classification loss still trains the adaptor through the features.
     torch::Tensor sin = opt_.stop_grad ? seg.detach() : seg;
-    st.outputs["score"] = cls_->forward(fin, sin).reshape({-1});
+    st.outputs["score"] = cls_->forward(noisy.features, sin).reshape({-1});
   }
   st.targets["mask"] = noisy.mask.to(torch::kFloat32);
   st.targets["label"] = noisy.labels.to(torch::kFloat32);

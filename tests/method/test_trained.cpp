@@ -129,6 +129,24 @@ TEST_CASE("supersimplenet: pixel losses only where pixel masks exist (mixed supe
   const torch::Tensor labels = st.targets.at("label");
   for (int64_t i = 0; i < n; ++i)
     if (batch->info[i].label == 1) CHECK(labels[i].item<float>() == 1.0f);
+
+
+  // Stop-grad (on by default, as the reference's unsupervised setting) cuts the score's gradient
+  // into the segmentation head only: the adaptor still learns from the classification loss.
+  const auto grad_sum = [](Network& net) {
+    double g = 0;
+    for (const auto& p : net.module()->parameters())
+      if (p.grad().defined()) g += p.grad().abs().sum().item<double>();
+    return g;
+  };
+  for (const char* name : {"adaptor", "segmentation", "classification"})
+    for (auto& p : ssn.part(name).module()->parameters()) p.mutable_grad() = torch::Tensor();
+  std::mt19937_64 rng2(5);
+  ssn.step_tensors(*batch, rng2, torch::kCPU).outputs.at("score").sum().backward();
+  CHECK(grad_sum(ssn.part("adaptor")) > 0.0);
+  CHECK(grad_sum(ssn.part("classification")) > 0.0);
+  CHECK(grad_sum(ssn.part("segmentation")) == 0.0);
+  CHECK_THROWS_WITH(ssn.part("decoder"), Catch::Contains("no part 'decoder'"));
 }
 
 TEST_CASE("pad_to_multiple / crop_to: reflect padding at the bottom-right, exact crop back", "[method-trained]") {

@@ -176,8 +176,9 @@ class SuperSimpleNet : public Method {
         "use the classification head (SuperSimpleNet: true); false = no head, the image score is reduced from "
         "the map by image_score (SimpleNet: max)");
       v("stop_grad", stop_grad,
-        "the classification head sees the map and features detached (SuperSimpleNet unsupervised: true; "
-        "supervised: false)");
+        "the classification head sees the segmentation map detached, so its loss does not train the "
+        "segmentation head; the features keep their gradient into the adaptor, as in the reference's "
+        "Discriminator.forward (SuperSimpleNet unsupervised: true; supervised: false)");
       v("losses", losses,
         "loss terms; outputs: segmentation (2N,1,h,w) logits, score (2N,) logits; targets: mask (2N,1,h,w), "
         "label (2N,); pixel terms get weight 0 for image-label-only anomalies (SuperSimpleNet: truncated_l1 "
@@ -206,6 +207,8 @@ class SuperSimpleNet : public Method {
   StepTensors step_tensors(const Batch& batch, std::mt19937_64& rng, const torch::Device& device);
   /// Builds the networks for `channels` feature channels (fit() does this; tests call it).
   void build(const RunContext& ctx);
+  /// A trained part after build(): "adaptor", "segmentation" or "classification".
+  Network& part(const std::string& name);
 
  private:
   Options opt_;
