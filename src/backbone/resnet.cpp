@@ -180,10 +180,10 @@ int64_t ResNetBackbone::channels(const std::string& tap) const {
   return net_->config().num_classes;
 }
 
-GridGeometry ResNetBackbone::grid(const std::string& tap, int64_t, int64_t) const {
-  const int64_t s = stride(tap);
-  if (s <= 0) throw ConfigError("backbone tap '" + tap + "' has no spatial grid");
-  return {0.0, 0.0, static_cast<double>(s)};
+GridGeometry ResNetBackbone::grid(const std::string& tap, int64_t height, int64_t width) const {
+  GridGeometry g = Backbone::grid(tap, height, width);  // stride, and the check for a spatial tap
+  g.origin_y = g.origin_x = 0.0;
+  return g;
 }
 
 int64_t ResNetBackbone::stride(const std::string& tap) const {

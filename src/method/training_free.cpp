@@ -71,6 +71,13 @@ std::unique_ptr<Backbone> make_frozen(const Slot<Backbone>& slot, const RunConte
   return b;
 }
 
+/// The map of the backbone's first tap, upsampled to the batch's input size and smoothed.
+torch::Tensor map_to_input(const Backbone& b, const torch::Tensor& map, const Batch& batch, const MapSmoothingOptions& o) {
+  const int64_t H = batch.images.size(2), W = batch.images.size(3);
+  const GridGeometry grid = b.grid(b.selected_taps().front(), H, W);
+  return upsample_and_smooth(map, H, W, o, &grid);
+}
+
 std::vector<std::string> spatial_taps(const Backbone& b, const std::string& method) {
   std::vector<std::string> taps = b.selected_taps();
   for (const auto& t : taps)
@@ -129,9 +136,7 @@ Prediction PatchCore::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor patch = bank_.score(e.reshape({-1, e.size(3)})).reshape({n, 1, h, w});
   // Reference: image score = max patch score (before upsampling and smoothing).
   torch::Tensor scores = patch.flatten(1).amax(1);
-  const int64_t H = batch.images.size(2), W = batch.images.size(3);
-  const GridGeometry grid = backbone_->grid(backbone_->selected_taps().front(), H, W);
-  torch::Tensor maps = upsample_and_smooth(patch, H, W, opt_.smoothing, &grid);
+  torch::Tensor maps = map_to_input(*backbone_, patch, batch, opt_.smoothing);
   return {maps, scores};
 }
 
@@ -201,9 +206,7 @@ void PaDiM::fit(FitContext& ctx) {
 
 Prediction PaDiM::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor d = gaussian_.distance(embed(batch.images, ctx)).unsqueeze(1);  // (N,1,h,w)
-  const int64_t H = batch.images.size(2), W = batch.images.size(3);
-  const GridGeometry grid = backbone_->grid(backbone_->selected_taps().front(), H, W);
-  torch::Tensor maps = upsample_and_smooth(d, H, W, opt_.smoothing, &grid);
+  torch::Tensor maps = map_to_input(*backbone_, d, batch, opt_.smoothing);
   // Reference: image score = max of the upsampled, smoothed map.
   return {maps, maps.flatten(1).amax(1)};
 }
@@ -273,9 +276,7 @@ Prediction AnomalyDINO::predict(const Batch& batch, const RunContext& ctx) {
   // Image score: mean of the top fraction of patch distances (the paper's mean_top1p).
   const int64_t count = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(opt_.top_fraction * double(h * w))));
   torch::Tensor scores = std::get<0>(d.flatten(1).topk(count, 1)).mean(1);
-  const int64_t H = batch.images.size(2), W = batch.images.size(3);
-  const GridGeometry grid = backbone_->grid(backbone_->selected_taps().front(), H, W);
-  torch::Tensor maps = upsample_and_smooth(d, H, W, opt_.smoothing, &grid);
+  torch::Tensor maps = map_to_input(*backbone_, d, batch, opt_.smoothing);
   return {maps, scores};
 }
 
