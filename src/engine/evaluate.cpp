@@ -1,6 +1,7 @@
 #include "adfw/engine/evaluate.hpp"
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/safetensors.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/engine/experiment.hpp"
 #include "adfw/metric/evaluator.hpp"
@@ -8,6 +9,28 @@
 namespace fs = std::filesystem;
 
 namespace adfw {
+
+namespace {
+
+// The layout `adfw eval-maps` reads back, so a run's maps can be re-scored or analysed
+// elsewhere without rerunning the method.
+void write_maps_file(const fs::path& file, const EvalInput& ei) {
+  const int64_t n = ei.maps.size(0), h = ei.maps.size(1), w = ei.maps.size(2);
+  const torch::Tensor maps = ei.maps.contiguous();
+  const torch::Tensor masks = ei.masks.to(torch::kUInt8).contiguous();
+  const torch::Tensor labels = ei.labels.to(torch::kInt64).contiguous();
+  const torch::Tensor scores = ei.image_scores.to(torch::kFloat32).contiguous();
+  const auto count = static_cast<std::size_t>(n * h * w);
+  std::vector<safetensors::TensorData> t;
+  t.push_back(safetensors::make_tensor("anomaly_maps", {n, h, w}, maps.data_ptr<float>(), count));
+  t.push_back(safetensors::make_tensor("masks", {n, h, w}, masks.data_ptr<uint8_t>(), count));
+  t.push_back(safetensors::make_tensor("labels", {n}, labels.data_ptr<int64_t>(), static_cast<std::size_t>(n)));
+  t.push_back(safetensors::make_tensor("image_scores", {n}, scores.data_ptr<float>(), static_cast<std::size_t>(n)));
+  safetensors::write(file, t,
+                     {{"paths", nlohmann::json(ei.paths).dump()}, {"defect_types", nlohmann::json(ei.defect_types).dump()}});
+}
+
+}  // namespace
 
 void EvalInputs::add(const Batch& batch, const Prediction& p) {
   const int64_t n = batch.size();
@@ -78,6 +101,7 @@ nlohmann::json evaluate_and_report(const EvalInputs& in, const EvalOptions& opti
       oo.count = options.overlays;
       write_overlays(dir / "maps", ei, r, oo);
     }
+    if (options.save_maps && ei.maps.defined()) write_maps_file(dir / "maps.safetensors", ei);
   }
   return out;
 }

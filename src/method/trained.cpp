@@ -267,7 +267,9 @@ SuperSimpleNet::Options::Options() {
   trainer.optimizer.kind = "adamw";
   trainer.optimizer.lr = 2e-4;
   trainer.optimizer.weight_decay = 1e-5;
-  trainer.groups = {ParamGroupOptions{"adaptor", 1e-4, -1.0}, ParamGroupOptions{"heads", 2e-4, -1.0}};
+  // model/supersimplenet.py get_optimizers: the adaptor group (lr 1e-4) keeps AdamW's default weight
+  // decay 0.01; the segmentation and classification groups take the optimiser's 2e-4 and 1e-5.
+  trainer.groups = {ParamGroupOptions{"adaptor", 1e-4, 1e-2}};
   trainer.scheduler.kind = "multistep";
   trainer.scheduler.milestones = {0.8, 0.9};
   trainer.scheduler.gamma = 0.4;
@@ -294,18 +296,11 @@ torch::Tensor SuperSimpleNet::features(const torch::Tensor& images) {
   const auto taps = backbone_->selected_taps();
   if (taps.empty()) throw ConfigError("method.backbone.layers: choose at least one spatial tap");
   const torch::Tensor& first = maps.at(taps.front());
+  if (first.dim() != 4)
+    throw ConfigError("method.backbone.layers: tap '" + taps.front() + "' is not a spatial feature map");
   const int64_t h = opt_.upscale ? first.size(2) * 2 : first.size(2);
   const int64_t w = opt_.upscale ? first.size(3) * 2 : first.size(3);
-  std::vector<torch::Tensor> parts;
-  for (const auto& t : taps) {
-    torch::Tensor f = maps.at(t);
-    if (f.dim() != 4) throw ConfigError("method.backbone.layers: tap '" + t + "' is not a spatial feature map");
-    if (f.size(2) != h || f.size(3) != w)
-      f = torch::nn::functional::interpolate(
-          f, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kBilinear).align_corners(false));
-    parts.push_back(f);
-  }
-  torch::Tensor f = torch::cat(parts, 1);
+  torch::Tensor f = concat_taps(maps, taps, h, w, TapResize::bilinear);
   if (opt_.pool > 1)
     f = torch::avg_pool2d(f, opt_.pool, 1, opt_.pool / 2);
   return f;
@@ -375,12 +370,13 @@ void SuperSimpleNet::fit(FitContext& ctx) {
   build(ctx.run);
   TrainSpec spec;
   spec.modules = {{"adaptor", adaptor_->module()}, {"segmentation", seg_->module()}};
-  std::vector<torch::Tensor> heads = params_of(*seg_);
+  spec.groups = {{"adaptor", params_of(*adaptor_)}, {"segmentation", params_of(*seg_)}};
   if (cls_) {
     spec.modules.push_back({"classification", cls_->module()});
-    for (auto& p : params_of(*cls_)) heads.push_back(p);
+    // A group of its own, as the reference's dec_lr: a short run can give the classification
+    // head a larger step than the segmentation head.
+    spec.groups.push_back({"classification", params_of(*cls_)});
   }
-  spec.groups = {{"adaptor", params_of(*adaptor_)}, {"heads", heads}};
   const torch::Device device = ctx.run.device;
   spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
     backbone_->module().eval();

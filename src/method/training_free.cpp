@@ -89,6 +89,25 @@ std::vector<std::string> spatial_taps(const Backbone& b, const std::string& meth
 
 }  // namespace
 
+torch::Tensor concat_taps(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& taps,
+                          int64_t height, int64_t width, TapResize mode) {
+  if (taps.empty()) throw ConfigError("method.backbone.layers: choose at least one spatial tap");
+  std::vector<torch::Tensor> parts;
+  for (const auto& t : taps) {
+    auto it = maps.find(t);
+    if (it == maps.end()) throw Error("the backbone returned no feature map '" + t + "'");
+    torch::Tensor x = it->second;
+    if (x.dim() != 4) throw ConfigError("method.backbone.layers: tap '" + t + "' is not a spatial feature map");
+    if (x.size(2) != height || x.size(3) != width) {
+      auto o = F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width});
+      x = mode == TapResize::nearest ? F::interpolate(x, o.mode(torch::kNearest))
+                                     : F::interpolate(x, o.mode(torch::kBilinear).align_corners(false));
+    }
+    parts.push_back(x);
+  }
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // PatchCore
 // ---------------------------------------------------------------------------------------------
@@ -166,16 +185,10 @@ torch::Tensor PaDiM::embed(const torch::Tensor& images, const RunContext& ctx) {
 
 torch::Tensor PaDiM::embed_maps(const std::map<std::string, torch::Tensor>& maps, const RunContext& ctx) {
   const auto taps = backbone_->selected_taps();
-  torch::Tensor first = maps.at(taps[0]).to(torch::kCPU, torch::kFloat32);
-  std::vector<torch::Tensor> parts = {first};
-  for (std::size_t i = 1; i < taps.size(); ++i) {
-    torch::Tensor x = maps.at(taps[i]).to(torch::kCPU, torch::kFloat32);
-    // The reference's embedding_concat repeats each deeper position over its s x s block: nearest upsampling.
-    parts.push_back(F::interpolate(x, F::InterpolateFuncOptions()
-                                          .size(std::vector<int64_t>{first.size(2), first.size(3)})
-                                          .mode(torch::kNearest)));
-  }
-  torch::Tensor e = torch::cat(parts, 1);
+  const torch::Tensor& first = maps.at(taps[0]);
+  // The reference's embedding_concat repeats each deeper position over its s x s block: nearest upsampling.
+  torch::Tensor e =
+      concat_taps(maps, taps, first.size(2), first.size(3), TapResize::nearest).to(torch::kCPU, torch::kFloat32);
   if (!channels_.defined()) {
     const int64_t total = e.size(1);
     if (opt_.dims > total)

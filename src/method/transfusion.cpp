@@ -6,6 +6,19 @@
 
 namespace adfw {
 
+namespace {
+
+// The paper's reverse update (transfusion.hpp): with d = beta_t - beta_{t-1},
+//   x_{t-1} = x_t - d * M * source + d * M * x0.
+// `d` is one step for the batch (double) or one per sample ((N,1,1,1) tensor).
+template <class Step>
+torch::Tensor reverse_update(const torch::Tensor& xt, const torch::Tensor& source_est, const torch::Tensor& mask_est,
+                             const torch::Tensor& x0_est, const Step& d) {
+  return xt - d * (mask_est * source_est) + d * (mask_est * x0_est);
+}
+
+}  // namespace
+
 double transparency_beta(int64_t t, int64_t steps) {
   if (steps < 2) throw Error("transparency process: steps must be >= 2, got " + std::to_string(steps));
   return static_cast<double>(t) / static_cast<double>(steps - 1);
@@ -21,8 +34,7 @@ torch::Tensor transparency_forward(const torch::Tensor& x0, const torch::Tensor&
 torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
                                         const torch::Tensor& mask_est, const torch::Tensor& x0_est, int64_t t,
                                         int64_t steps) {
-  const double d = transparency_beta(t, steps) - transparency_beta(t - 1, steps);
-  return xt - d * (mask_est * source_est) + d * (mask_est * x0_est);
+  return reverse_update(xt, source_est, mask_est, x0_est, transparency_beta(t, steps) - transparency_beta(t - 1, steps));
 }
 
 torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
@@ -31,8 +43,7 @@ torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Te
   if (steps < 2) throw Error("transparency process: steps must be >= 2, got " + std::to_string(steps));
   const torch::Tensor tt = t.to(xt.device()).to(xt.scalar_type()).reshape({-1, 1, 1, 1});
   const double denom = static_cast<double>(steps - 1);
-  const torch::Tensor d = tt / denom - (tt - 1) / denom;  // beta_t - beta_{t-1}, as transparency_beta
-  return xt - d * (mask_est * source_est) + d * (mask_est * x0_est);
+  return reverse_update(xt, source_est, mask_est, x0_est, tt / denom - (tt - 1) / denom);  // as transparency_beta
 }
 
 std::pair<torch::Tensor, TransparencyEstimates> transparency_restore(

@@ -236,3 +236,34 @@ TEST_CASE("map smoothing in log space smooths log(1 + score) and refuses negativ
   CHECK(adfw::upsample_and_smooth(r, 24, 20, o).allclose(adfw::upsample_and_smooth(torch::log1p(r), 24, 20, lin), 1e-5, 1e-5));
   CHECK_THROWS_WITH(adfw::upsample_and_smooth(-c, 16, 16, o), Catch::Contains("needs scores >= 0"));
 }
+
+TEST_CASE("concat_taps: nearest repeats each deeper cell over its block, bilinear averages its neighbours",
+          "[method][taps]") {
+  // Tap a (1,1,4,4) holds its flat index; tap b (1,2,2,2) holds 10 * channel + cell index.
+  std::map<std::string, torch::Tensor> maps;
+  maps["a"] = torch::arange(16, torch::kFloat32).reshape({1, 1, 4, 4});
+  maps["b"] = (torch::arange(4, torch::kFloat32).reshape({1, 1, 2, 2}) + torch::tensor({0.f, 10.f}).reshape({1, 2, 1, 1}));
+  const torch::Tensor n = adfw::concat_taps(maps, {"a", "b"}, 4, 4, adfw::TapResize::nearest);
+  REQUIRE(n.sizes() == torch::IntArrayRef({1, 3, 4, 4}));
+  CHECK(n[0][0].equal(maps["a"][0][0]));  // already at the size: unchanged
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x) {
+      const float cell = static_cast<float>((y / 2) * 2 + x / 2);
+      CHECK(n[0][1][y][x].item<float>() == cell);
+      CHECK(n[0][2][y][x].item<float>() == cell + 10.f);
+    }
+  // Bilinear (align_corners false): on a 4x4 grid, output pixel 1 sits at input coordinate 0.25, so
+  // between cells 0 and 1 of a row it is 0.75 * v0 + 0.25 * v1; the border pixels keep the border cell.
+  const torch::Tensor b = adfw::concat_taps(maps, {"b"}, 4, 4, adfw::TapResize::bilinear);
+  REQUIRE(b.sizes() == torch::IntArrayRef({1, 2, 4, 4}));
+  CHECK(b[0][0][0][0].item<float>() == Approx(0.0));
+  CHECK(b[0][0][0][1].item<float>() == Approx(0.25));
+  CHECK(b[0][0][1][1].item<float>() == Approx(0.75 * 0.25 + 0.25 * 2.25));
+  CHECK(b[0][1][3][3].item<float>() == Approx(13.0));
+  // A tap without a spatial grid (a ViT's class token) and a tap the backbone did not return.
+  maps["cls"] = torch::zeros({1, 8});
+  CHECK_THROWS_WITH(adfw::concat_taps(maps, {"a", "cls"}, 4, 4, adfw::TapResize::nearest),
+                    Catch::Contains("tap 'cls' is not a spatial feature map"));
+  CHECK_THROWS_WITH(adfw::concat_taps(maps, {"a", "layer9"}, 4, 4, adfw::TapResize::nearest),
+                    Catch::Contains("no feature map 'layer9'"));
+}

@@ -168,9 +168,14 @@ TEST_CASE("trained methods: the published recipes are the defaults", "[method-tr
   SuperSimpleNet::Options s;
   CHECK(s.trainer.batch_size == 32);
   CHECK(s.trainer.scheduler.gamma == Approx(0.4));
-  REQUIRE(s.trainer.groups.size() == 2);
+  // model/supersimplenet.py get_optimizers: AdamW groups adaptor (lr 1e-4, AdamW's default weight
+  // decay 0.01), segmentation and classification (lr 2e-4, weight decay 1e-5: the optimiser's).
+  CHECK(s.trainer.optimizer.lr == Approx(2e-4));
+  CHECK(s.trainer.optimizer.weight_decay == Approx(1e-5));
+  REQUIRE(s.trainer.groups.size() == 1);
+  CHECK(s.trainer.groups[0].name == "adaptor");
   CHECK(s.trainer.groups[0].lr == Approx(1e-4));
-  CHECK(s.trainer.groups[1].lr == Approx(2e-4));
+  CHECK(s.trainer.groups[0].weight_decay == Approx(1e-2));
   Riad::Options r;
   CHECK(r.cutout_sizes == std::vector<int64_t>{2, 4, 8, 16});
   CHECK(r.smoothing.sigma == Approx(7.0));

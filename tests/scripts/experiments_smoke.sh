@@ -2,13 +2,7 @@
 # Every experiment file in experiments/ runs end to end under the smoke preset on the demo data,
 # writes a complete run folder, and its resolved config.toml runs again to the same metrics.
 set -euo pipefail
-src=$1
-build=$2
-adfw="$build/bin/adfw"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export ADFW_CACHE="$work/cache"
-cd "$src"
+. "$(dirname "$0")/common.bash" "$@"
 shared=${ADFW_SHARED:-$src/../shared}
 dtd="$shared/datasets/dtd_subset/images"
 status=0

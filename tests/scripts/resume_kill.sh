@@ -2,13 +2,7 @@
 # A trained run killed with SIGKILL part-way through and resumed with --resume ends with exactly
 # the metrics and per-image scores of the same run left uninterrupted (CPU, same seed).
 set -euo pipefail
-src=$1
-build=$2
-adfw="$build/bin/adfw"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export ADFW_CACHE="$work/cache"
-cd "$src"
+. "$(dirname "$0")/common.bash" "$@"
 args=(experiments/draem.toml --preset presets/smoke --output "$work/runs"
       --set method.synthesizer.type=perlin_self
       --set method.reconstructive.base_width=16 --set method.discriminative.base_width=8

@@ -184,8 +184,8 @@ class SuperSimpleNet : public Method {
         "label (2N,); pixel terms get weight 0 for image-label-only anomalies (SuperSimpleNet: truncated_l1 "
         "margin 0.5 + focal gamma 4 on segmentation/mask + focal gamma 4 on score/label)");
       v("trainer", trainer,
-        "training (SuperSimpleNet: AdamW, groups adaptor 1e-4 and heads 2e-4, weight decay 1e-5, batch 32, "
-        "300 epochs, x0.4 at 80% and 90%)");
+        "training (SuperSimpleNet: AdamW at lr 2e-4 and weight decay 1e-5, with parameter groups adaptor (lr "
+        "1e-4, weight decay 0.01), segmentation and classification; batch 32, 300 epochs, x0.4 at 80% and 90%)");
       v("smoothing", smoothing, "map smoothing after upsampling (both: Gaussian sigma 4)");
       v("image_score", image_score,
         "image score: method = sigmoid of the classification head (SuperSimpleNet), or a reducer of the map "

@@ -52,6 +52,18 @@ torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int
 /// the map's cells sit as `grid` says; values beyond the outer cells are the outer cells'.
 torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_t width, const GridGeometry& grid);
 
+/// How concat_taps brings a tap to the common size.
+enum class TapResize {
+  nearest,  ///< repeat each deeper cell over its block (PaDiM's embedding_concat)
+  bilinear  ///< bilinear, align_corners false (SuperSimpleNet's upscaling)
+};
+
+/// The backbone's `taps` from one forward pass, each resized to (height, width) unless it already
+/// has that size, concatenated along channels in tap order (on the maps' device and dtype).
+/// Throws ConfigError naming a tap that is not a spatial (N,C,h,w) map.
+torch::Tensor concat_taps(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& taps,
+                          int64_t height, int64_t width, TapResize mode);
+
 /// Runs a backbone over every batch of a loader, handing the feature maps to `fn`.
 void for_each_feature_batch(Backbone& backbone, Loader& loader, const RunContext& ctx, const std::string& label,
                             const std::function<void(const std::map<std::string, torch::Tensor>&, const Batch&)>& fn);

@@ -32,6 +32,7 @@ struct EvalOptions {
   int threads = 0;
   int overlays = 8;
   int batch_size = 8;
+  bool save_maps = false;
   template <class V>
   void fields(V& v) {
     v("metrics", metrics, "metric names to compute (see `adfw list metric`)");
@@ -40,6 +41,9 @@ struct EvalOptions {
     v("overlays", overlays, "heatmap overlays written to the run's maps/ folder (a sample of the test set; 0 = none)",
       Check::at_least(0));
     v("batch_size", batch_size, "test-time batch size of the run engine", Check::at_least(1));
+    v("save_maps", save_maps,
+      "also write every test map to the run's maps.safetensors (anomaly_maps, masks, labels, image_scores; "
+      "image paths and defect types in its metadata), the input of `adfw eval-maps` (default false)");
   }
 };
 

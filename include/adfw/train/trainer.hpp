@@ -71,7 +71,7 @@ struct ParamGroupOptions {
   double weight_decay = -1.0;
   template <class V>
   void fields(V& v) {
-    v("name", name, "a parameter group the method defines (e.g. SuperSimpleNet: adaptor, heads)");
+    v("name", name, "a parameter group the method defines (e.g. SuperSimpleNet: adaptor, segmentation, classification)");
     v("lr", lr, "learning rate of this group (0 = the optimiser's lr)", Check::at_least(0));
     v("weight_decay", weight_decay, "weight decay of this group (-1 = the optimiser's)", Check::at_least(-1));
   }
