@@ -112,6 +112,25 @@ std::optional<metric::PixelMetrics> per_defect_pixel_metrics(const EvalData& d, 
   return metric::pixel_metrics(maps.data(), masks.data(), m, d.h, d.w, request);
 }
 
+// Median map value of the normal pixels of each image type's images (upper median for even counts).
+std::map<std::string, double> normal_pixel_medians(const EvalData& d, const std::vector<std::string>& types) {
+  const int64_t hw = d.h * d.w;
+  std::map<std::string, std::vector<float>> normal;
+  for (int64_t i = 0; i < d.n; ++i) {
+    std::vector<float>& v = normal[types[static_cast<std::size_t>(i)]];
+    for (int64_t k = i * hw; k < (i + 1) * hw; ++k)
+      if (d.masks[k] == 0) v.push_back(d.maps[k]);
+  }
+  std::map<std::string, double> out;
+  for (auto& [t, v] : normal) {
+    if (v.empty()) continue;
+    auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+    std::nth_element(v.begin(), mid, v.end());
+    out[t] = *mid;
+  }
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json EvalResult::to_json() const {
@@ -128,6 +147,7 @@ nlohmann::json EvalResult::to_json() const {
     if (!v.aupro.empty()) t["aupro"] = v.aupro.begin()->second;
     t["defect_pixels"] = v.binary.positives;
   }
+  for (const auto& [k, v] : normal_pixel_median) j["per_defect_type"][k]["normal_pixel_median"] = v;
   j["counts"] = {{"images", images}, {"anomalous_images", anomalous_images}};
   return j;
 }
@@ -189,6 +209,7 @@ EvalResult evaluate(const EvalInput& in, const EvalOptions& opt) {
         auto sub = per_defect_pixel_metrics(d, in.defect_types, t, plan.pixel_request);
         if (sub) out.per_defect_pixel[t] = *sub;
       }
+      out.normal_pixel_median = normal_pixel_medians(d, in.defect_types);
     }
   }
   return out;

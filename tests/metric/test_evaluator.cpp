@@ -154,9 +154,18 @@ TEST_CASE("per-defect-type pixel metrics pool each type's pixels with all normal
   CHECK(j["per_defect_type"]["b"]["defect_pixels"] == 2);
   CHECK(j["per_defect_type"]["a"].contains("aupro"));
   CHECK(j["per_defect_type"]["a"]["image_auroc"].get<double>() == 1.0);
+  // Median of the normal pixels of each image type: good {0.1, 0.2, 0.3, 0.4} -> 0.3 (upper median),
+  // a {0.5, 0.05, 0.05} -> 0.05, b {0.7, 0.0} -> 0.7.
+  REQUIRE(r.normal_pixel_median.size() == 3);
+  CHECK(r.normal_pixel_median.at("good") == Approx(0.3));
+  CHECK(r.normal_pixel_median.at("a") == Approx(0.05));
+  CHECK(r.normal_pixel_median.at("b") == Approx(0.7));
+  CHECK(j["per_defect_type"]["good"]["normal_pixel_median"].get<double>() == Approx(0.3));
+  CHECK_FALSE(j["per_defect_type"]["good"].contains("pixel_auroc"));
 
   opt.metrics = {"image_auroc"};
   CHECK(adfw::evaluate(in, opt).per_defect_pixel.empty());
+  CHECK(adfw::evaluate(in, opt).normal_pixel_median.empty());
 }
 
 TEST_CASE("evaluator rejects inconsistent inputs", "[metric]") {

@@ -54,6 +54,10 @@ struct EvalResult {
   /// pixels of that type's images and of all normal images. Pooled pixel metrics weigh each type by
   /// its defect area, so one type with large masks can dominate them; this breakdown shows it.
   std::map<std::string, metric::PixelMetrics> per_defect_pixel;
+  /// image type ("good" included) -> median map value over the normal (mask 0) pixels of that
+  /// type's images. Defect images whose normal surface scores above the normal images' shows a shift
+  /// between the sets, which caps pooled pixel metrics whatever the method does at the defects.
+  std::map<std::string, double> normal_pixel_median;
   std::vector<float> image_scores;             ///< the scores used, one per image
   double image_threshold = 0;                  ///< image F1-max threshold (when computed)
   double pixel_threshold = 0;                  ///< pixel F1-max threshold (when computed)
@@ -66,7 +70,8 @@ struct EvalResult {
 EvalResult evaluate(const EvalInput& input, const EvalOptions& options = {});
 
 /// metrics.json: {"metrics": values, "per_defect_type": {type: {"image_auroc", "pixel_auroc", "pixel_ap",
-/// "aupro"}}, "counts": ..., "protocol": protocol} (pixel keys only where computed).
+/// "aupro", "normal_pixel_median"}}, "counts": ..., "protocol": protocol} (pixel keys only where
+/// computed; "good" carries only its normal_pixel_median).
 /// (protocol: which split, checkpoint, threshold source ... as the caller states it). Atomic.
 void write_metrics_json(const std::filesystem::path& file, const EvalResult& result,
                         const nlohmann::json& protocol);
