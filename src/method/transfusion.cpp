@@ -17,6 +17,11 @@ torch::Tensor reverse_update(const torch::Tensor& xt, const torch::Tensor& sourc
   return xt - d * (mask_est * source_est) + d * (mask_est * x0_est);
 }
 
+// beta_t = t / (steps - 1) for per-sample steps t (N,), as (N,1,1,1) on the device and dtype of `like`.
+torch::Tensor betas(const torch::Tensor& t, int64_t steps, const torch::Tensor& like) {
+  return t.to(like.device()).to(like.scalar_type()).reshape({-1, 1, 1, 1}) / static_cast<double>(steps - 1);
+}
+
 }  // namespace
 
 double transparency_beta(int64_t t, int64_t steps) {
@@ -26,9 +31,7 @@ double transparency_beta(int64_t t, int64_t steps) {
 
 torch::Tensor transparency_forward(const torch::Tensor& x0, const torch::Tensor& source, const torch::Tensor& mask,
                                    const torch::Tensor& t, int64_t steps) {
-  torch::Tensor beta = t.to(x0.device()).to(x0.scalar_type()) / static_cast<double>(steps - 1);
-  beta = beta.reshape({-1, 1, 1, 1});
-  return x0 + beta * mask * (source - x0);
+  return x0 + betas(t, steps, x0) * mask * (source - x0);
 }
 
 torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
@@ -41,9 +44,7 @@ torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Te
                                         const torch::Tensor& mask_est, const torch::Tensor& x0_est,
                                         const torch::Tensor& t, int64_t steps) {
   if (steps < 2) throw Error("transparency process: steps must be >= 2, got " + std::to_string(steps));
-  const torch::Tensor tt = t.to(xt.device()).to(xt.scalar_type()).reshape({-1, 1, 1, 1});
-  const double denom = static_cast<double>(steps - 1);
-  return reverse_update(xt, source_est, mask_est, x0_est, tt / denom - (tt - 1) / denom);  // as transparency_beta
+  return reverse_update(xt, source_est, mask_est, x0_est, betas(t, steps, xt) - betas(t - 1, steps, xt));
 }
 
 std::pair<torch::Tensor, TransparencyEstimates> transparency_restore(
