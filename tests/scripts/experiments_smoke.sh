@@ -28,7 +28,7 @@ while IFS= read -r exp; do
     echo "FAILED: $exp"; cat "$work/err.txt"; status=1; continue
   fi
   "$adfw" config "$exp" --preset presets/smoke > "$work/resolved.toml"
-  name=$(sed -n "s/^name = [\"']\(.*\)[\"']\$/\1/p" "$work/resolved.toml" | head -1)
+  name=$(sed -n "/^name = [\"'].*[\"']\$/{s/^name = [\"']\(.*\)[\"']\$/\1/p;q;}" "$work/resolved.toml")
   dir="$work/runs/$name/smoke"
   for f in config.toml env.json log.txt metrics.json per_image.csv status.json; do
     test -s "$dir/$f" || { echo "FAILED: $exp: missing $dir/$f"; status=1; }

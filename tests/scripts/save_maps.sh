@@ -8,7 +8,7 @@ set -euo pipefail
 dir=$(dirname "$(ls "$work"/runs/*/maps/metrics.json)")
 test -s "$dir/maps.safetensors" || { echo "FAILED: no maps.safetensors in $dir"; exit 1; }
 "$adfw" eval-maps "$dir/maps.safetensors" > "$work/rescored.json"
-value() { sed -n "s/^ *\"$1\": \([-0-9.e]*\),\{0,1\}\$/\1/p" "$2" | head -1; }
+value() { sed -n "/^ *\"$1\": [-0-9.e]*,\{0,1\}\$/{s/^ *\"$1\": \([-0-9.e]*\),\{0,1\}\$/\1/p;q;}" "$2"; }
 fail=0
 for key in image_auroc image_ap pixel_auroc pixel_ap aupro; do
   a=$(value "$key" "$dir/metrics.json"); b=$(value "$key" "$work/rescored.json")
@@ -19,6 +19,11 @@ done
 # The metadata lists the image paths in the order of per_image.csv.
 n=$(($(wc -l < "$dir/per_image.csv") - 1))
 first=$(sed -n '2p' "$dir/per_image.csv" | cut -d, -f1)
-head -c 100000 "$dir/maps.safetensors" | grep -aq "$first" || { echo "FAILED: $first not in the metadata"; fail=1; }
+# The safetensors header: an 8-byte little-endian length, then that many bytes of JSON. Read into a
+# file first: `grep -q` in a pipe exits at its first match, and under pipefail the writer's SIGPIPE
+# would fail the test at random.
+hlen=$(od -An -t u8 -N 8 "$dir/maps.safetensors" | tr -d ' ')
+head -c $((hlen + 8)) "$dir/maps.safetensors" | tail -c "$hlen" > "$work/header.json"
+grep -q "$first" "$work/header.json" || { echo "FAILED: $first not in the metadata"; fail=1; }
 grep -q "\"images\": $n" "$work/rescored.json" || { echo "FAILED: eval-maps did not see $n images"; fail=1; }
 exit $fail

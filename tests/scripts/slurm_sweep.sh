@@ -178,5 +178,6 @@ grep -Eq "^layer1,[01]\.[0-9]{3} ± [01]\.[0-9]{3},[01]\.[0-9]{3} ± [01]\.[0-9]
 grep -Eq "^layer1\+layer2,[01]\.[0-9]{3} ± " "$work/table.csv"
 grep -Eq "^Mean," "$work/table.csv"
 # Submitting again finds nothing to do.
-"$adfw" sweep "$work/sweep.toml" --backend slurm | grep -q "nothing to submit"
+"$adfw" sweep "$work/sweep.toml" --backend slurm > "$work/resubmit.txt"
+grep -q "nothing to submit" "$work/resubmit.txt"
 echo "slurm sweep: ok"
