@@ -232,15 +232,52 @@ void PatchGaussian::accumulate(const torch::Tensor& e) {
 void PatchGaussian::finalize() {
   torch::NoGradGuard ng;
   if (n_ < 2) throw Error("PatchGaussian: need at least 2 training images to estimate a covariance, got " + std::to_string(n_));
+  if (opt_.window % 2 == 0)
+    throw Error("PatchGaussian: window must be odd (a neighbourhood centred on each position), got " +
+                std::to_string(opt_.window));
   const auto dtype = sum_.scalar_type();
-  torch::Tensor mean = sum_ / double(n_);
-  // Unbiased covariance (numpy.cov's default) plus the regulariser.
-  torch::Tensor cov = (sum_outer_ - double(n_) * torch::bmm(mean.unsqueeze(2), mean.unsqueeze(1))) / double(n_ - 1);
-  cov += opt_.regularization * torch::eye(d_, torch::TensorOptions().dtype(dtype)).unsqueeze(0);
-  torch::Tensor chol = torch::linalg::cholesky(cov);
-  torch::Tensor eye = torch::eye(d_, torch::TensorOptions().dtype(dtype)).expand({h_ * w_, d_, d_});
-  inv_chol_ = torch::linalg_solve_triangular(chol, eye, /*upper=*/false).to(torch::kFloat32);
-  mean_ = mean.to(torch::kFloat32);
+  const int64_t r = opt_.window / 2;
+  const auto sums = sum_.view({h_, w_, d_});
+  const auto outers = sum_outer_.view({h_, w_, d_, d_});
+  const torch::Tensor eye = torch::eye(d_, torch::TensorOptions().dtype(dtype));
+  mean_ = torch::empty({h_ * w_, d_}, torch::kFloat32);
+  inv_chol_ = torch::empty({h_ * w_, d_, d_}, torch::kFloat32);
+  for (int64_t i = 0; i < h_; ++i) {
+    // Window sums along the rows, then along the columns (a separable box sum clipped at the border).
+    const int64_t i0 = std::max<int64_t>(0, i - r), i1 = std::min<int64_t>(h_, i + r + 1);
+    torch::Tensor row_sum = sums.slice(0, i0, i1).sum(0);      // (w, d)
+    torch::Tensor row_outer = outers.slice(0, i0, i1).sum(0);  // (w, d, d)
+    torch::Tensor s = row_sum, so = row_outer;
+    std::vector<double> count(w_);
+    if (r > 0) {
+      const auto cs = torch::cat({torch::zeros({1, d_}, row_sum.options()), row_sum.cumsum(0)});
+      const auto cso = torch::cat({torch::zeros({1, d_, d_}, row_outer.options()), row_outer.cumsum(0)});
+      row_outer = torch::Tensor();
+      std::vector<torch::Tensor> s_cols, so_cols;
+      for (int64_t j = 0; j < w_; ++j) {
+        const int64_t j0 = std::max<int64_t>(0, j - r), j1 = std::min<int64_t>(w_, j + r + 1);
+        s_cols.push_back(cs[j1] - cs[j0]);
+        so_cols.push_back(cso[j1] - cso[j0]);
+        count[j] = double(n_) * double((i1 - i0) * (j1 - j0));
+      }
+      s = torch::stack(s_cols);
+      so = torch::stack(so_cols);
+    } else {
+      std::fill(count.begin(), count.end(), double(n_));
+    }
+    const auto cnt = torch::tensor(count, torch::TensorOptions().dtype(dtype));
+    torch::Tensor mean = s / cnt.unsqueeze(1);
+    // Unbiased covariance (numpy.cov's default) plus the regulariser.
+    torch::Tensor cov = (so - cnt.view({-1, 1, 1}) * torch::bmm(mean.unsqueeze(2), mean.unsqueeze(1))) /
+                        (cnt - 1).view({-1, 1, 1});
+    so = torch::Tensor();
+    cov += opt_.regularization * eye.unsqueeze(0);
+    torch::Tensor chol = torch::linalg::cholesky(cov);
+    cov = torch::Tensor();
+    torch::Tensor inv = torch::linalg_solve_triangular(chol, eye.expand({w_, d_, d_}), /*upper=*/false);
+    inv_chol_.slice(0, i * w_, (i + 1) * w_).copy_(inv);
+    mean_.slice(0, i * w_, (i + 1) * w_).copy_(mean);
+  }
   sum_ = torch::Tensor();
   sum_outer_ = torch::Tensor();
 }

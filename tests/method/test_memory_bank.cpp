@@ -1,5 +1,6 @@
 // Coreset selection, nearest-neighbour scoring, patch aggregation and per-position Gaussians
 // against brute-force and closed-form references.
+#include <array>
 #include <cmath>
 #include <set>
 
@@ -192,6 +193,63 @@ TEST_CASE("per-position Gaussian: mean, covariance and Mahalanobis distance in c
   adfw::PatchGaussian one;
   one.accumulate(train.slice(0, 0, 1));
   CHECK_THROWS_AS(one.finalize(), adfw::Error);
+}
+
+namespace {
+// Mahalanobis distance of `x` (d = 2) under the unbiased Gaussian of `samples` + reg I, in closed form.
+double mahalanobis_2d(const std::vector<std::array<double, 2>>& samples, std::array<double, 2> x, double reg) {
+  const double n = double(samples.size());
+  double m0 = 0, m1 = 0;
+  for (const auto& s : samples) m0 += s[0] / n, m1 += s[1] / n;
+  double c00 = reg, c01 = 0, c11 = reg;
+  for (const auto& s : samples) {
+    c00 += (s[0] - m0) * (s[0] - m0) / (n - 1);
+    c01 += (s[0] - m0) * (s[1] - m1) / (n - 1);
+    c11 += (s[1] - m1) * (s[1] - m1) / (n - 1);
+  }
+  const double a = x[0] - m0, b = x[1] - m1;
+  return std::sqrt((c11 * a * a - 2 * c01 * a * b + c00 * b * b) / (c00 * c11 - c01 * c01));
+}
+}  // namespace
+
+TEST_CASE("per-position Gaussian pooled over a window of positions, clipped at the border", "[method][gaussian]") {
+  // A 3 x 4 grid, d = 2; each position's own offset makes pooling visible in the distances.
+  const int64_t h = 3, w = 4, n = 12;
+  const torch::Tensor offsets = torch::arange(h * w, torch::kFloat32).view({1, 1, h, w}) * 0.7;
+  const torch::Tensor train = (randn({n, 2, h, w}, 21, torch::kFloat32) + offsets).contiguous();
+  const torch::Tensor test = (randn({3, 2, h, w}, 22, torch::kFloat32) * 2).contiguous();
+  auto tr = train.accessor<float, 4>();
+  auto te = test.accessor<float, 4>();
+  for (const int64_t window : {int64_t(3), int64_t(9)}) {
+    adfw::PatchGaussianOptions go;
+    go.regularization = 0.05;
+    go.window = window;
+    adfw::PatchGaussian g(go);
+    g.accumulate(train.slice(0, 0, 5));
+    g.accumulate(train.slice(0, 5, n));
+    g.finalize();
+    const torch::Tensor got = g.distance(test);
+    const int64_t r = window / 2;
+    for (int64_t i = 0; i < h; ++i)
+      for (int64_t j = 0; j < w; ++j) {
+        // Window 9 covers the whole 3 x 4 grid from every position: one shared Gaussian.
+        std::vector<std::array<double, 2>> samples;
+        for (int64_t y = std::max<int64_t>(0, i - r); y <= std::min(h - 1, i + r); ++y)
+          for (int64_t x = std::max<int64_t>(0, j - r); x <= std::min(w - 1, j + r); ++x)
+            for (int64_t k = 0; k < n; ++k) samples.push_back({tr[k][0][y][x], tr[k][1][y][x]});
+        if (window == 9) REQUIRE(samples.size() == std::size_t(n * h * w));
+        for (int64_t k = 0; k < 3; ++k) {
+          const double want = mahalanobis_2d(samples, {te[k][0][i][j], te[k][1][i][j]}, 0.05);
+          CHECK(got[k][i][j].item<double>() == Approx(want).epsilon(1e-4));
+        }
+      }
+  }
+  // An even window has no centre.
+  adfw::PatchGaussianOptions even;
+  even.window = 4;
+  adfw::PatchGaussian e(even);
+  e.accumulate(train);
+  CHECK_THROWS_WITH(e.finalize(), Catch::Contains("window must be odd"));
 }
 
 TEST_CASE("upsample_on_grid puts every cell on its centre pixel and interpolates linearly", "[method][grid]") {

@@ -24,6 +24,9 @@ expect 2 "$work/typo.toml:2:8: method.type: unknown method 'patchcor'. (did you 
 printf 'seed = "zero"\n[method]\ntype = "patchcore"\n' > "$work/type.toml"
 expect 2 "$work/type.toml:1:8: seed: expected integer, got string \"zero\"" config "$work/type.toml"
 expect 2 "unknown component family 'methd'. (did you mean 'method'?)" describe methd patchcore
+# A value the option's range allows but the part cannot use, caught before any data is read.
+expect 2 "method.gaussian.window = 4 is even" run "$src/experiments/padim.toml" --preset presets/smoke \
+  --set method.backbone.weights=random --set method.gaussian.window=4 --output "$work/runs"
 # A runtime failure: the data folder does not exist.
 printf '[data]\ntype = "mvtec"\nroot = "%s/nowhere"\n[method]\ntype = "padim"\n[method.backbone]\ntype = "resnet"\narch = "resnet18"\nweights = "random"\n' "$work" > "$work/nodata.toml"
 expect 1 "$work/nowhere" run "$work/nodata.toml" --output "$work/runs"

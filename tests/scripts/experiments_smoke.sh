@@ -13,7 +13,7 @@ while IFS= read -r exp; do
     extra+=(--set method.backbone.weights=random)
   fi
   # Texture-based synthesizers read the DTD subset of the shared material.
-  if "$adfw" config "$exp" --preset presets/smoke | sed -n '/^ *\[method\.synthesizer\]/,/^ *\[/p' | grep -Eq "^ *folder = ['\"].+['\"]"; then
+  if "$adfw" config "$exp" --preset presets/smoke | sed -n '/^ *\[method\.synthesizer\]/,/^ *\[/p' | grep -E "^ *folder = ['\"].+['\"]" > /dev/null; then
     if [ -d "$dtd" ]; then
       extra+=(--set "method.synthesizer.folder=$dtd")
     elif [ "${CI:-}" = true ]; then

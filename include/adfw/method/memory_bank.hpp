@@ -134,9 +134,16 @@ class MemoryBank {
 // ---------------------------------------------------------------------------------------------
 struct PatchGaussianOptions {
   double regularization = 0.01;
+  int64_t window = 1;
   template <class V>
   void fields(V& v) {
     v("regularization", regularization, "added to every covariance diagonal (reference: 0.01 I)", Check::positive());
+    v("window", window,
+      "each position's mean and covariance are estimated from the window x window neighbourhood of grid positions "
+      "(clipped at the border): 1 = the position alone (reference); odd sizes; a size >= twice the grid side gives "
+      "one Gaussian shared by all positions. Larger windows trade spatial specificity for samples, which helps "
+      "textures and objects that are not aligned",
+      Check::at_least(1));
   }
 };
 
@@ -145,7 +152,8 @@ class PatchGaussian {
   explicit PatchGaussian(PatchGaussianOptions o = {}) : opt_(o) {}
   /// Accumulates embeddings (N, d, h, w) in float64 (streaming: memory is positions x d x d).
   void accumulate(const torch::Tensor& embeddings);
-  /// Mean, covariance + reg I, and the inverse Cholesky factor per position.
+  /// Mean, covariance + reg I, and the inverse Cholesky factor per position (pooled over the
+  /// window). Works one grid row at a time, so the peak beyond the sums is one row's matrices.
   void finalize();
   /// Mahalanobis distance per position (N, h, w).
   torch::Tensor distance(const torch::Tensor& embeddings) const;
