@@ -215,15 +215,20 @@ void PatchGaussian::accumulate(const torch::Tensor& e) {
     d_ = e.size(1);
     h_ = e.size(2);
     w_ = e.size(3);
-    // float64 sums keep the covariance exact enough; fall back to float32 when they would not fit in 4 GB.
+    // float64 sums by default; float32 when they would not fit in 4 GB.
     const double bytes = double(h_ * w_) * double(d_) * double(d_) * 8.0;
-    const auto dtype = bytes <= 4e9 ? torch::kFloat64 : torch::kFloat32;
+    const bool f64 = opt_.sums == "float64" || (opt_.sums == "auto" && bytes <= 4e9);
+    const auto dtype = f64 ? torch::kFloat64 : torch::kFloat32;
     sum_ = torch::zeros({h_ * w_, d_}, dtype);
     sum_outer_ = torch::zeros({h_ * w_, d_, d_}, dtype);
+    // The sums are taken about the first batch's channel means: the covariance is then a difference
+    // of numbers of the size of the spread, not of the raw means, which float32 sums need. One shift
+    // for all positions keeps window pooling exact.
+    shift_ = e.to(dtype).mean({0, 2, 3});
   } else if (e.size(1) != d_ || e.size(2) != h_ || e.size(3) != w_) {
     throw Error("PatchGaussian: embedding shape changed between batches (all training images must have the same size)");
   }
-  torch::Tensor x = e.to(sum_.scalar_type()).flatten(2).permute({2, 0, 1}).contiguous();  // (P, N, d)
+  torch::Tensor x = (e.to(sum_.scalar_type()).flatten(2).permute({2, 0, 1}) - shift_).contiguous();  // (P, N, d)
   sum_ += x.sum(1);
   sum_outer_ += torch::bmm(x.transpose(1, 2), x);
   n_ += e.size(0);
@@ -276,10 +281,11 @@ void PatchGaussian::finalize() {
     cov = torch::Tensor();
     torch::Tensor inv = torch::linalg_solve_triangular(chol, eye.expand({w_, d_, d_}), /*upper=*/false);
     inv_chol_.slice(0, i * w_, (i + 1) * w_).copy_(inv);
-    mean_.slice(0, i * w_, (i + 1) * w_).copy_(mean);
+    mean_.slice(0, i * w_, (i + 1) * w_).copy_(mean + shift_);
   }
   sum_ = torch::Tensor();
   sum_outer_ = torch::Tensor();
+  shift_ = torch::Tensor();
 }
 
 torch::Tensor PatchGaussian::distance(const torch::Tensor& e) const {

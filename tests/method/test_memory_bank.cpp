@@ -252,6 +252,30 @@ TEST_CASE("per-position Gaussian pooled over a window of positions, clipped at t
   CHECK_THROWS_WITH(e.finalize(), Catch::Contains("window must be odd"));
 }
 
+TEST_CASE("per-position Gaussian: float32 sums stay accurate for features far from zero", "[method][gaussian]") {
+  // Means of 1000 and a spread of 1: raw float32 sums of squares (about 1e6 per sample) would lose
+  // the covariance in rounding; the shifted sums keep it.
+  const torch::Tensor train = randn({200, 2, 1, 2}, 31, torch::kFloat32) + 1000.0;
+  const torch::Tensor test = randn({5, 2, 1, 2}, 32, torch::kFloat32) * 3 + 1000.0;
+  auto tr = train.accessor<float, 4>();
+  auto te = test.accessor<float, 4>();
+  for (const std::string sums : {"float32", "float64"}) {
+    adfw::PatchGaussianOptions go;
+    go.sums = sums;
+    adfw::PatchGaussian g(go);
+    for (int64_t b = 0; b < 200; b += 50) g.accumulate(train.slice(0, b, b + 50));
+    g.finalize();
+    const torch::Tensor got = g.distance(test);
+    for (int64_t j = 0; j < 2; ++j) {
+      std::vector<std::array<double, 2>> samples;
+      for (int64_t k = 0; k < 200; ++k) samples.push_back({tr[k][0][0][j], tr[k][1][0][j]});
+      for (int64_t k = 0; k < 5; ++k)
+        CHECK(got[k][0][j].item<double>() ==
+              Approx(mahalanobis_2d(samples, {te[k][0][0][j], te[k][1][0][j]}, 0.01)).epsilon(1e-3));
+    }
+  }
+}
+
 TEST_CASE("upsample_on_grid puts every cell on its centre pixel and interpolates linearly", "[method][grid]") {
   // A map whose cells hold their own centre coordinate: bilinear resampling of a linear function is
   // exact, so every pixel between the outer centres reads its own coordinate; beyond them the

@@ -135,6 +135,7 @@ class MemoryBank {
 struct PatchGaussianOptions {
   double regularization = 0.01;
   int64_t window = 1;
+  std::string sums = "auto";
   template <class V>
   void fields(V& v) {
     v("regularization", regularization, "added to every covariance diagonal (reference: 0.01 I)", Check::positive());
@@ -144,13 +145,17 @@ struct PatchGaussianOptions {
       "one Gaussian shared by all positions. Larger windows trade spatial specificity for samples, which helps "
       "textures and objects that are not aligned",
       Check::at_least(1));
+    v("sums", sums,
+      "precision of the streamed sums: auto (float64 while they fit in 4 GB, else float32), float64, float32; "
+      "both are taken about a common shift, so float32 stays accurate",
+      Check::one_of({"auto", "float64", "float32"}));
   }
 };
 
 class PatchGaussian {
  public:
   explicit PatchGaussian(PatchGaussianOptions o = {}) : opt_(o) {}
-  /// Accumulates embeddings (N, d, h, w) in float64 (streaming: memory is positions x d x d).
+  /// Accumulates embeddings (N, d, h, w) (streaming: memory is positions x d x d in the `sums` precision).
   void accumulate(const torch::Tensor& embeddings);
   /// Mean, covariance + reg I, and the inverse Cholesky factor per position (pooled over the
   /// window). Works one grid row at a time, so the peak beyond the sums is one row's matrices.
@@ -163,7 +168,7 @@ class PatchGaussian {
  private:
   PatchGaussianOptions opt_;
   int64_t n_ = 0, h_ = 0, w_ = 0, d_ = 0;
-  torch::Tensor sum_, sum_outer_;
+  torch::Tensor sum_, sum_outer_, shift_;
   torch::Tensor mean_, inv_chol_;
 };
 
