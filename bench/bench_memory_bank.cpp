@@ -1,4 +1,5 @@
-// Coreset selection and nearest-neighbour scoring throughput (PatchCore's two hot loops).
+// Coreset selection and nearest-neighbour scoring throughput (PatchCore's two hot loops), and
+// PaDiM's per-position Gaussians: the streamed fit and Mahalanobis scoring.
 //   OMP_WAIT_POLICY=PASSIVE build/bin/bench_memory_bank
 #include <benchmark/benchmark.h>
 
@@ -46,6 +47,39 @@ BENCHMARK_CAPTURE(BM_Knn, faiss, std::string("auto"))
     ->Args({16384, 6272, 2})->Args({65536, 6272, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Knn, torch, std::string("torch"))
     ->Args({16384, 6272, 2})->Args({65536, 6272, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// PaDiM fit: stream `images` embeddings of d channels on a side x side grid in batches of 16, then
+// one Cholesky factor and its inverse per position. magnetic_tile's file: 18 x 18, d = 1536.
+void BM_GaussianFit(benchmark::State& state) {
+  adfw::configure_threads(2);
+  const int64_t side = state.range(0), d = state.range(1), images = 64;
+  const torch::Tensor e = features(16 * d * side * side, 1, 4).view({16, d, side, side}).relu();
+  for (auto _ : state) {
+    adfw::PatchGaussian g;
+    for (int64_t b = 0; b < images; b += 16) g.accumulate(e);
+    g.finalize();
+    benchmark::DoNotOptimize(g.mean().data_ptr<float>());
+  }
+  state.counters["positions"] = static_cast<double>(side * side);
+}
+BENCHMARK(BM_GaussianFit)->Args({14, 500})->Args({18, 1536})->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+
+// PaDiM scoring: test images per second through the per-position Mahalanobis distance.
+void BM_GaussianScore(benchmark::State& state) {
+  adfw::configure_threads(2);
+  const int64_t side = state.range(0), d = state.range(1);
+  const torch::Tensor e = features(32 * d * side * side, 1, 5).view({32, d, side, side}).relu();
+  adfw::PatchGaussian g;
+  g.accumulate(e);
+  g.finalize();
+  const torch::Tensor test = e.slice(0, 0, 16);
+  for (auto _ : state) {
+    auto dist = g.distance(test);
+    benchmark::DoNotOptimize(dist.data_ptr<float>());
+  }
+  state.SetItemsProcessed(state.iterations() * 16);
+}
+BENCHMARK(BM_GaussianScore)->Args({14, 500})->Args({18, 1536})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
