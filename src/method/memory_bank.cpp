@@ -230,7 +230,8 @@ void PatchGaussian::accumulate(const torch::Tensor& e) {
   }
   torch::Tensor x = (e.to(sum_.scalar_type()).flatten(2).permute({2, 0, 1}) - shift_).contiguous();  // (P, N, d)
   sum_ += x.sum(1);
-  sum_outer_ += torch::bmm(x.transpose(1, 2), x);
+  // In place: a bmm result would be a second positions x d x d tensor for every batch.
+  sum_outer_.baddbmm_(x.transpose(1, 2), x);
   n_ += e.size(0);
 }
 
