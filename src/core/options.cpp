@@ -1,6 +1,7 @@
 #include "adfw/core/options.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 namespace adfw {
@@ -19,10 +20,12 @@ std::string Check::describe() const {
     for (std::size_t i = 0; i < choices.size(); ++i) s += (i ? ", " : "") + choices[i];
     return s;
   }
-  if (lo && hi) return std::string(lo_open ? "(" : "[") + num(*lo) + ", " + num(*hi) + (hi_open ? ")" : "]");
-  if (lo) return std::string(lo_open ? "> " : ">= ") + num(*lo);
-  if (hi) return std::string(hi_open ? "< " : "<= ") + num(*hi);
-  return {};
+  std::string s = odd ? "odd" : "";
+  const auto add = [&s](const std::string& part) { s += (s.empty() ? "" : ", ") + part; };
+  if (lo && hi) add(std::string(lo_open ? "(" : "[") + num(*lo) + ", " + num(*hi) + (hi_open ? ")" : "]"));
+  else if (lo) add(std::string(lo_open ? "> " : ">= ") + num(*lo));
+  else if (hi) add(std::string(hi_open ? "< " : "<= ") + num(*hi));
+  return s;
 }
 
 std::string Check::violation(double x) const {
@@ -30,6 +33,7 @@ std::string Check::violation(double x) const {
   const bool below = lo && (lo_open ? x <= *lo : x < *lo);
   const bool above = hi && (hi_open ? x >= *hi : x > *hi);
   if (below || above) return "value " + num(x) + " is out of range; expected " + describe();
+  if (odd && std::fmod(x, 2.0) == 0.0) return "value " + num(x) + " is even; expected " + describe();
   return {};
 }
 

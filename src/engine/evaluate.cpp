@@ -1,8 +1,8 @@
 #include "adfw/engine/evaluate.hpp"
 
 #include "adfw/core/error.hpp"
-#include "adfw/core/safetensors.hpp"
 #include "adfw/core/log.hpp"
+#include "adfw/core/safetensors.hpp"
 #include "adfw/engine/experiment.hpp"
 #include "adfw/metric/evaluator.hpp"
 

@@ -208,6 +208,13 @@ torch::Tensor MemoryBank::score(const torch::Tensor& queries) const { return sea
 // ---------------------------------------------------------------------------------------------
 // Gaussian
 // ---------------------------------------------------------------------------------------------
+PatchGaussian::PatchGaussian(PatchGaussianOptions o) : opt_(std::move(o)) {
+  // Options read from TOML were checked there; this guards options built in code.
+  if (opt_.window % 2 == 0)
+    throw Error("PatchGaussian: window must be odd (a neighbourhood centred on each position), got " +
+                std::to_string(opt_.window));
+}
+
 void PatchGaussian::accumulate(const torch::Tensor& e) {
   torch::NoGradGuard ng;
   if (e.dim() != 4) throw Error("PatchGaussian: expected embeddings (N, d, h, w)");
@@ -238,9 +245,6 @@ void PatchGaussian::accumulate(const torch::Tensor& e) {
 void PatchGaussian::finalize() {
   torch::NoGradGuard ng;
   if (n_ < 2) throw Error("PatchGaussian: need at least 2 training images to estimate a covariance, got " + std::to_string(n_));
-  if (opt_.window % 2 == 0)
-    throw Error("PatchGaussian: window must be odd (a neighbourhood centred on each position), got " +
-                std::to_string(opt_.window));
   const auto dtype = sum_.scalar_type();
   const int64_t r = opt_.window / 2;
   const auto sums = sum_.view({h_, w_, d_});

@@ -173,9 +173,6 @@ nlohmann::json PatchCore::summary() const {
 // PaDiM
 // ---------------------------------------------------------------------------------------------
 PaDiM::PaDiM(const Options& o) : opt_(o), backbone_(make_frozen(o.backbone)), gaussian_(o.gaussian) {
-  if (o.gaussian.window % 2 == 0)
-    throw ConfigError("method.gaussian.window = " + std::to_string(o.gaussian.window) +
-                      " is even; use an odd size (a window centred on each position: 1, 3, 5, ...)");
   spatial_taps(*backbone_, "padim");
 }
 

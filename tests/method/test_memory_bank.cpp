@@ -244,12 +244,13 @@ TEST_CASE("per-position Gaussian pooled over a window of positions, clipped at t
         }
       }
   }
-  // An even window has no centre.
+  // An even window has no centre: refused when the options are read, naming the key, and by the
+  // part itself for options built in code.
   adfw::PatchGaussianOptions even;
+  CHECK_THROWS_WITH(adfw::read_options(even, toml::parse("window = 4\n"), "method.gaussian"),
+                    Catch::Contains("method.gaussian.window") && Catch::Contains("value 4 is even; expected odd, >= 1"));
   even.window = 4;
-  adfw::PatchGaussian e(even);
-  e.accumulate(train);
-  CHECK_THROWS_WITH(e.finalize(), Catch::Contains("window must be odd"));
+  CHECK_THROWS_WITH(adfw::PatchGaussian(even), Catch::Contains("window must be odd"));
 }
 
 TEST_CASE("per-position Gaussian: float32 sums stay accurate for features far from zero", "[method][gaussian]") {

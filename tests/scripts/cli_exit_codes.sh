@@ -25,7 +25,7 @@ printf 'seed = "zero"\n[method]\ntype = "patchcore"\n' > "$work/type.toml"
 expect 2 "$work/type.toml:1:8: seed: expected integer, got string \"zero\"" config "$work/type.toml"
 expect 2 "unknown component family 'methd'. (did you mean 'method'?)" describe methd patchcore
 # A value the option's range allows but the part cannot use, caught before any data is read.
-expect 2 "method.gaussian.window = 4 is even" run "$src/experiments/padim.toml" --preset presets/smoke \
+expect 2 "method.gaussian.window: value 4 is even; expected odd, >= 1" run "$src/experiments/padim.toml" --preset presets/smoke \
   --set method.backbone.weights=random --set method.gaussian.window=4 --output "$work/runs"
 # A runtime failure: the data folder does not exist.
 printf '[data]\ntype = "mvtec"\nroot = "%s/nowhere"\n[method]\ntype = "padim"\n[method.backbone]\ntype = "resnet"\narch = "resnet18"\nweights = "random"\n' "$work" > "$work/nodata.toml"

@@ -39,6 +39,7 @@ struct Check {
   std::optional<double> lo, hi;
   bool lo_open = false;
   bool hi_open = false;
+  bool odd = false;  ///< the value must be odd (a window centred on a position)
   std::vector<std::string> choices;
 
   static Check range(double lo, double hi) { Check c; c.lo = lo; c.hi = hi; return c; }
@@ -48,9 +49,10 @@ struct Check {
     Check c = range(lo, hi); c.lo_open = c.hi_open = true; return c;
   }
   static Check one_of(std::vector<std::string> c) { Check k; k.choices = std::move(c); return k; }
+  static Check odd_at_least(double lo) { Check c = at_least(lo); c.odd = true; return c; }
 
-  bool empty() const { return !lo && !hi && choices.empty(); }
-  /// "in [0, 1]", "> 0", "one of: a, b" ...
+  bool empty() const { return !lo && !hi && !odd && choices.empty(); }
+  /// "in [0, 1]", "> 0", "odd, >= 1", "one of: a, b" ...
   std::string describe() const;
   /// "" when `x` satisfies the check, else what is wrong.
   std::string violation(double x) const;

@@ -144,7 +144,7 @@ struct PatchGaussianOptions {
       "(clipped at the border): 1 = the position alone (reference); odd sizes; a size >= twice the grid side gives "
       "one Gaussian shared by all positions. Larger windows trade spatial specificity for samples, which helps "
       "textures and objects that are not aligned",
-      Check::at_least(1));
+      Check::odd_at_least(1));
     v("sums", sums,
       "precision of the streamed sums: auto (float64 while they fit in 4 GB, else float32), float64, float32; "
       "both are taken about a common shift, so float32 stays accurate",
@@ -154,7 +154,8 @@ struct PatchGaussianOptions {
 
 class PatchGaussian {
  public:
-  explicit PatchGaussian(PatchGaussianOptions o = {}) : opt_(o) {}
+  /// Throws Error for options its checks refuse (an even window), before any data is streamed.
+  explicit PatchGaussian(PatchGaussianOptions o = {});
   /// Accumulates embeddings (N, d, h, w) (streaming: memory is positions x d x d in the `sums` precision).
   void accumulate(const torch::Tensor& embeddings);
   /// Mean, covariance + reg I, and the inverse Cholesky factor per position (pooled over the
