@@ -149,7 +149,7 @@ TEST_CASE("random mutations of a checkpoint never crash the loader", "[checkpoin
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(good[i]);
   REQUIRE(header_len + 8 < good.size());
   std::mt19937 rng(12345);
-  int rejected = 0, loaded = 0;
+  int rejected = 0, loaded = 0, data_only = 0;
   const auto p = dir / "mut.safetensors";
   for (int iter = 0; iter < 400; ++iter) {
     std::vector<char> bytes = good;
@@ -166,6 +166,11 @@ TEST_CASE("random mutations of a checkpoint never crash the loader", "[checkpoin
       }
       if (bytes.empty()) break;
     }
+    // A mutation that left the size and the header alone changed tensor values only: any bytes are
+    // valid float32 values, so such a file must load.
+    const bool header_intact = bytes.size() == good.size() &&
+                               std::equal(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(8 + header_len), bytes.begin());
+    data_only += header_intact;
     spit(p, bytes);
     try {
       Small target;
@@ -173,9 +178,13 @@ TEST_CASE("random mutations of a checkpoint never crash the loader", "[checkpoin
       ++loaded;
     } catch (const adfw::Error& e) {
       ++rejected;
+      INFO("iteration " << iter);
+      CHECK_FALSE(header_intact);
       CHECK_THAT(std::string(e.what()), Catch::Contains(p.string()));
     }
   }
+  // Both outcomes occur: a loader that refused everything, or accepted everything, fails here.
   CHECK(rejected > 300);
-  CHECK(loaded + rejected == 400);
+  CHECK(data_only > 0);
+  CHECK(loaded >= data_only);
 }

@@ -148,6 +148,22 @@ TEST_CASE("patch aggregation: identity settings and a hand-computed neighbourhoo
   o.target_dim = 1;
   e = adfw::aggregate_patches({{"a", x}, {"b", deep}}, {"a", "b"}, o);
   REQUIRE(e.sizes() == torch::IntArrayRef({2, 5, 6, 1}));
+  // Closed form: pooling a layer's patch to one value is the mean of its zero-padded 3x3
+  // neighbourhood over all channels, i.e. a 3x3 box filter (padding counted) of the channel mean.
+  // The deeper layer's patch grid is brought to the first's by bilinear interpolation
+  // (align_corners false), which commutes with that mean; the two layers are then averaged.
+  namespace F = torch::nn::functional;
+  auto patch_mean = [](const torch::Tensor& t) {
+    return torch::avg_pool2d(t.mean(1, true), 3, 1, 1, false, true);
+  };
+  const torch::Tensor deep_on_grid = F::interpolate(
+      patch_mean(deep), F::InterpolateFuncOptions().size(std::vector<int64_t>{5, 6}).mode(torch::kBilinear).align_corners(false));
+  const torch::Tensor expected = (0.5 * (patch_mean(x) + deep_on_grid)).permute({0, 2, 3, 1});
+  CHECK((e - expected).abs().max().item<double>() < 1e-5);
+  // The interpolation is not nearest: position (0,1) of the 5x6 grid mixes two deep cells.
+  const torch::Tensor deep_nearest = F::interpolate(
+      patch_mean(deep), F::InterpolateFuncOptions().size(std::vector<int64_t>{5, 6}).mode(torch::kNearest));
+  CHECK((deep_on_grid - deep_nearest).abs().max().item<double>() > 1e-3);
   CHECK_THROWS_AS(adfw::aggregate_patches({{"a", x}}, {"missing"}, o), adfw::Error);
 }
 
