@@ -19,7 +19,7 @@ namespace adfw {
 // Aggregation
 // ---------------------------------------------------------------------------------------------
 torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& layers,
-                                const PatchAggregationOptions& o) {
+                                const PatchAggregationOptions& o, PatchAggregationTrace* trace) {
   if (layers.empty()) throw Error("aggregate_patches: no layers given");
   const int p = o.patch_size;
   const int pad = (p - 1) / 2;
@@ -46,9 +46,11 @@ torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps
     }
     // (N*h0*w0, 1, C*p*p) -> adaptive average pool over the flattened neighbourhood.
     torch::Tensor flat = unf.permute({0, 2, 3, 1}).reshape({n * h0 * w0, 1, c * p * p});
+    if (trace) trace->patches.push_back(flat.view({n * h0 * w0, c, p, p}));
     per_layer.push_back(F::adaptive_avg_pool1d(flat, F::AdaptiveAvgPool1dFuncOptions(o.layer_dim)).squeeze(1));
   }
   torch::Tensor stacked = torch::stack(per_layer, 1);  // (M, layers, layer_dim)
+  if (trace) trace->pooled = stacked;
   torch::Tensor pooled = F::adaptive_avg_pool1d(stacked.reshape({stacked.size(0), 1, -1}),
                                                 F::AdaptiveAvgPool1dFuncOptions(o.target_dim));
   return pooled.reshape({n, h0, w0, o.target_dim});

@@ -273,7 +273,15 @@ SuperSimpleNet::Options::Options() {
   trainer.scheduler.kind = "multistep";
   trainer.scheduler.milestones = {0.8, 0.9};
   trainer.scheduler.gamma = 0.4;
+  // model/supersimplenet.py AnomalyMapGenerator: torchvision GaussianBlur(2 * ceil(3 sigma) + 1, sigma 4),
+  // whose padding is torch's "reflect" (the edge pixel not repeated).
   smoothing.sigma = 4.0;
+  smoothing.kernel_size = 0;
+  smoothing.border = "reflect";
+  // simplenet.py load(): pretrain_embed_dimension = target_embed_dimension = 1536 (run.sh).
+  embedding.patch_size = 3;
+  embedding.layer_dim = 1536;
+  embedding.target_dim = 1536;
 }
 
 SuperSimpleNet::SuperSimpleNet(const Options& o) : opt_(o) {
@@ -292,17 +300,31 @@ std::string SuperSimpleNet::normalization() const { return backbone_->normalizat
 
 torch::Tensor SuperSimpleNet::features(const torch::Tensor& images) {
   torch::NoGradGuard ng;
-  auto maps = backbone_->forward(images.to(device_));
+  return aggregate(backbone_->forward(images.to(device_)));
+}
+
+torch::Tensor SuperSimpleNet::aggregate(const std::map<std::string, torch::Tensor>& maps, PatchAggregationTrace* trace) {
+  torch::NoGradGuard ng;
   const auto taps = backbone_->selected_taps();
   if (taps.empty()) throw ConfigError("method.backbone.layers: choose at least one spatial tap");
-  const torch::Tensor& first = maps.at(taps.front());
+  const auto first_it = maps.find(taps.front());
+  if (first_it == maps.end()) throw Error("the backbone returned no feature map '" + taps.front() + "'");
+  const torch::Tensor& first = first_it->second;
   if (first.dim() != 4)
     throw ConfigError("method.backbone.layers: tap '" + taps.front() + "' is not a spatial feature map");
+  if (opt_.aggregation == "simplenet") {
+    // simplenet.py _embed: 3x3 patches per layer on the first layer's grid, each layer's patch pooled
+    // to layer_dim, the layers pooled together to target_dim (common.py Preprocessing, Aggregator).
+    return aggregate_patches(maps, taps, opt_.embedding, trace).permute({0, 3, 1, 2}).contiguous();
+  }
+  // model/feature_extractor.py FeatureExtractor.forward: every layer resized bilinearly with
+  // align_corners=True to twice the first layer's size, concatenated, then AvgPool2d(3, 1, 1), which
+  // counts the zero padding in its means.
   const int64_t h = opt_.upscale ? first.size(2) * 2 : first.size(2);
   const int64_t w = opt_.upscale ? first.size(3) * 2 : first.size(3);
-  torch::Tensor f = concat_taps(maps, taps, h, w, TapResize::bilinear);
+  torch::Tensor f = concat_taps(maps, taps, h, w, TapResize::bilinear_aligned);
   if (opt_.pool > 1)
-    f = torch::avg_pool2d(f, opt_.pool, 1, opt_.pool / 2);
+    f = torch::avg_pool2d(f, opt_.pool, 1, opt_.pool / 2, /*ceil_mode=*/false, /*count_include_pad=*/true);
   return f;
 }
 
@@ -336,6 +358,13 @@ Network& SuperSimpleNet::part(const std::string& name) {
 SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std::mt19937_64& rng,
                                                          const torch::Device& device) {
   torch::Tensor f = features(batch.images.to(device));
+  // The draws depend only on the shape, which the adaptor (C -> C) keeps.
+  return step_tensors(f, batch, noise_->draw(f, rng));
+}
+
+SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f, const Batch& batch,
+                                                         const FeatureNoiseDraws& draws) {
+  const torch::Device device = f.device();
   torch::Tensor a;
   try {
     a = adaptor_->forward(f);
@@ -348,9 +377,11 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std
   // here and weight 0 in pixel losses below.
   const torch::Tensor pixel_weights = pixel_loss_weights(batch);
   torch::Tensor gt_masks = (batch.masks * pixel_weights).to(device);
-  FeatureNoiseResult noisy = noise_->apply(a, gt_masks, batch.labels.to(device), rng);
+  FeatureNoiseResult noisy = noise_->apply(a, gt_masks, batch.labels.to(device), draws);
   const int64_t copies = noisy.features.size(0) / a.size(0);
   StepTensors st;
+  st.adapted = a;
+  st.perturbed = noisy.features;
   torch::Tensor seg = seg_->forward(noisy.features);
   st.outputs["segmentation"] = seg;
   if (cls_) {
@@ -363,6 +394,10 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std
   st.targets["label"] = noisy.labels.to(torch::kFloat32);
   st.weights["mask"] = pixel_weights.repeat({copies, 1, 1, 1}).to(device);
   return st;
+}
+
+LossValues SuperSimpleNet::losses(const StepTensors& st) const {
+  return evaluate_losses(opt_.losses, st.outputs, st.targets, st.weights);
 }
 
 void SuperSimpleNet::fit(FitContext& ctx) {
@@ -380,28 +415,36 @@ void SuperSimpleNet::fit(FitContext& ctx) {
   const torch::Device device = ctx.run.device;
   spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
     backbone_->module().eval();
-    StepTensors st = step_tensors(b, rng, device);
-    return evaluate_losses(opt_.losses, st.outputs, st.targets, st.weights);
+    return losses(step_tensors(b, rng, device));
   };
   spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
   trained_ = train(ctx, opt_.trainer, spec);
 }
 
-Prediction SuperSimpleNet::predict(const Batch& batch, const RunContext& ctx) {
+SuperSimpleNet::Inference SuperSimpleNet::infer(const torch::Tensor& features, int64_t height, int64_t width) {
   if (!seg_) throw Error("supersimplenet: predict() before fit()");
   torch::NoGradGuard ng;
   adaptor_->module()->eval();
   seg_->module()->eval();
   if (cls_) cls_->module()->eval();
-  torch::Tensor a = adaptor_->forward(features(batch.images.to(ctx.device)));
+  // model/supersimplenet.py SuperSimpleNet.forward (eval): the heads on the clean adapted features,
+  // the raw map upsampled (bilinear) and blurred; simplenet.py _predict likewise.
+  torch::Tensor a = adaptor_->forward(features);
+  Inference r;
+  r.adapted = a;
   torch::Tensor seg = seg_->forward(a);
-  torch::Tensor map =
-      upsample_and_smooth(seg.to(torch::kCPU).to(torch::kFloat32), batch.images.size(2), batch.images.size(3),
-                          opt_.smoothing);
-  torch::Tensor scores;
-  if (reducer_->uses_method_scores()) scores = torch::sigmoid(cls_->forward(a, seg).reshape({-1})).to(torch::kCPU).to(torch::kFloat32);
-  else scores = reducer_->reduce(map);
-  return {map, scores};
+  r.raw_map = seg.to(torch::kCPU).to(torch::kFloat32);
+  r.map = upsample_and_smooth(r.raw_map, height, width, opt_.smoothing);
+  if (cls_) r.score_logits = cls_->forward(a, seg).reshape({-1}).to(torch::kCPU).to(torch::kFloat32);
+  if (reducer_->uses_method_scores()) r.scores = torch::sigmoid(r.score_logits);
+  else r.scores = reducer_->reduce(opt_.score_raw_map ? r.raw_map : r.map);
+  return r;
+}
+
+Prediction SuperSimpleNet::predict(const Batch& batch, const RunContext& ctx) {
+  if (!seg_) throw Error("supersimplenet: predict() before fit()");
+  Inference r = infer(features(batch.images.to(ctx.device)), batch.images.size(2), batch.images.size(3));
+  return {r.map, r.scores};
 }
 
 nlohmann::json SuperSimpleNet::summary() const {

@@ -58,6 +58,7 @@ torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int
     metric::GaussianOptions g;
     g.sigma = o.sigma;
     g.kernel_size = o.kernel_size;
+    g.border = o.border;
     out = metric::GaussianPostprocess(g).apply(out, {height, width});
   }
   return out;
@@ -100,8 +101,9 @@ torch::Tensor concat_taps(const std::map<std::string, torch::Tensor>& maps, cons
     if (x.dim() != 4) throw ConfigError("method.backbone.layers: tap '" + t + "' is not a spatial feature map");
     if (x.size(2) != height || x.size(3) != width) {
       auto o = F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width});
-      x = mode == TapResize::nearest ? F::interpolate(x, o.mode(torch::kNearest))
-                                     : F::interpolate(x, o.mode(torch::kBilinear).align_corners(false));
+      x = mode == TapResize::nearest
+              ? F::interpolate(x, o.mode(torch::kNearest))
+              : F::interpolate(x, o.mode(torch::kBilinear).align_corners(mode == TapResize::bilinear_aligned));
     }
     parts.push_back(x);
   }

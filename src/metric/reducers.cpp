@@ -16,26 +16,32 @@ torch::Tensor as_n1hw(const torch::Tensor& maps, const char* who) {
   throw Error(std::string(who) + ": expected maps of shape (N,1,H,W) or (N,H,W), got (" + s + ")");
 }
 
-// Index of position j in [-r, n + r) after whole-sample mirroring (d c b a | a b c d | d c b a).
-torch::Tensor mirror_index(int64_t n, int64_t r, const torch::Device& device) {
+// Index of position j in [-r, n + r) after mirroring at the borders: with the edge sample
+// repeated (d c b a | a b c d; scipy.ndimage "reflect") or not (d c b | a b c d; torch "reflect").
+torch::Tensor mirror_index(int64_t n, int64_t r, bool repeat_edge, const torch::Device& device) {
   std::vector<int64_t> idx;
   idx.reserve(static_cast<std::size_t>(n + 2 * r));
+  const int64_t period = repeat_edge ? 2 * n : 2 * n - 2;
   for (int64_t j = -r; j < n + r; ++j) {
-    int64_t m = j % (2 * n);
-    if (m < 0) m += 2 * n;
-    idx.push_back(m < n ? m : 2 * n - 1 - m);
+    if (period == 0) {  // a single sample
+      idx.push_back(0);
+      continue;
+    }
+    int64_t m = j % period;
+    if (m < 0) m += period;
+    idx.push_back(m < n ? m : period - 1 - m + (repeat_edge ? 0 : 1));
   }
   return torch::tensor(idx, torch::kLong).to(device);
 }
 
 // Separable filtering of (N,1,H,W) with a 1-D kernel along both axes, mirrored borders.
-torch::Tensor separable(const torch::Tensor& x, const std::vector<float>& k1d) {
+torch::Tensor separable(const torch::Tensor& x, const std::vector<float>& k1d, bool repeat_edge = true) {
   const auto k = static_cast<int64_t>(k1d.size());
   const int64_t r = k / 2;
   const auto kt = torch::tensor(k1d, torch::kFloat).to(x.device());
-  torch::Tensor y = x.index_select(2, mirror_index(x.size(2), r, x.device()));
+  torch::Tensor y = x.index_select(2, mirror_index(x.size(2), r, repeat_edge, x.device()));
   y = torch::conv2d(y, kt.view({1, 1, k, 1}));
-  y = y.index_select(3, mirror_index(x.size(3), r, x.device()));
+  y = y.index_select(3, mirror_index(x.size(3), r, repeat_edge, x.device()));
   return torch::conv2d(y, kt.view({1, 1, 1, k}));
 }
 
@@ -79,6 +85,8 @@ GaussianPostprocess::GaussianPostprocess(const Options& o) : options(o) {
   if (!(options.sigma > 0)) throw ConfigError("gaussian: sigma must be > 0");
   if (options.kernel_size != 0 && options.kernel_size % 2 == 0)
     throw ConfigError("gaussian: kernel_size " + std::to_string(options.kernel_size) + " must be odd (or 0 = auto)");
+  if (options.border != "symmetric" && options.border != "reflect")
+    throw ConfigError("gaussian: border \"" + options.border + "\" is not \"symmetric\" or \"reflect\"");
 }
 
 int GaussianPostprocess::kernel_size() const {
@@ -95,7 +103,7 @@ torch::Tensor GaussianPostprocess::apply(const torch::Tensor& maps, std::array<i
     sum += w[static_cast<std::size_t>(i)] = static_cast<float>(std::exp(-0.5 * d * d / (options.sigma * options.sigma)));
   }
   for (auto& v : w) v = static_cast<float>(v / sum);
-  return separable(x, w);
+  return separable(x, w, options.border == "symmetric");
 }
 
 MeanFilterPostprocess::MeanFilterPostprocess(const Options& o) : options(o) {

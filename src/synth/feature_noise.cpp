@@ -28,6 +28,12 @@ torch::Tensor gt_at(const torch::Tensor& gt, int64_t n, int64_t h, int64_t w, co
   return downscale_mask(gt.to(dev), h, w);
 }
 
+void check_draw(const char* what, const torch::Tensor& t, at::IntArrayRef shape) {
+  if (!t.defined() || t.sizes() != shape)
+    throw Error(std::string("feature noise: the ") + what + " draw must have shape " + c10::str(shape) + ", got " +
+                (t.defined() ? c10::str(t.sizes()) : std::string("none")));
+}
+
 torch::Tensor labels_at(const torch::Tensor& labels, int64_t n, const torch::Device& dev) {
   if (!labels.defined()) return torch::zeros({n}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   if (labels.numel() != n) throw Error("feature noise: expected " + std::to_string(n) + " labels");
@@ -47,16 +53,22 @@ torch::Tensor downscale_mask(const torch::Tensor& masks, int64_t h, int64_t w) {
   return (m >= 0.5).to(torch::kFloat32);
 }
 
+FeatureNoiseDraws SimpleNetNoise::draw(const torch::Tensor& features, std::mt19937_64& rng) const {
+  check_features(features);
+  return {gaussian(features.sizes(), options_.noise_mean, options_.noise_std, rng, features.options()), {}};
+}
+
 FeatureNoiseResult SimpleNetNoise::apply(const torch::Tensor& features, const torch::Tensor& gt_masks,
-                                         const torch::Tensor& labels, std::mt19937_64& rng) const {
+                                         const torch::Tensor& labels, const FeatureNoiseDraws& draws) const {
   check_features(features);
   const int64_t n = features.size(0), h = features.size(2), w = features.size(3);
   const auto dev = features.device();
+  check_draw("noise", draws.noise, features.sizes());
   torch::Tensor gt = gt_at(gt_masks, n, h, w, dev);
   torch::Tensor lab = labels_at(labels, n, dev);
-  torch::Tensor noise = gaussian(features.sizes(), options_.noise_mean, options_.noise_std, rng, features.options());
+  // simplenet.py _train_discriminator: scores of cat(true_feats, true_feats + noise).
   FeatureNoiseResult r;
-  r.features = torch::cat({features, features + noise});
+  r.features = torch::cat({features, features + draws.noise.to(features.device(), features.scalar_type())});
   r.mask = torch::cat({gt, torch::ones_like(gt)});
   r.labels = torch::cat({lab, torch::ones_like(lab)});
   return r;
@@ -64,8 +76,21 @@ FeatureNoiseResult SimpleNetNoise::apply(const torch::Tensor& features, const to
 
 SuperSimpleNetNoise::SuperSimpleNetNoise(const Options& options) : options_(options), perlin_(options.perlin) {}
 
+FeatureNoiseDraws SuperSimpleNetNoise::draw(const torch::Tensor& features, std::mt19937_64& rng) const {
+  check_features(features);
+  const int64_t b = options_.duplicate ? 2 * features.size(0) : features.size(0);
+  const int64_t h = features.size(2), w = features.size(3);
+  std::vector<torch::Tensor> masks;
+  masks.reserve(static_cast<std::size_t>(b));
+  for (int64_t i = 0; i < b; ++i) masks.push_back(mask_to_tensor(perlin_.mask(static_cast<int>(h), static_cast<int>(w), rng)));
+  FeatureNoiseDraws d;
+  d.perlin = torch::stack(masks).to(features.device());
+  d.noise = gaussian({b, features.size(1), h, w}, options_.noise_mean, options_.noise_std, rng, features.options());
+  return d;
+}
+
 FeatureNoiseResult SuperSimpleNetNoise::apply(const torch::Tensor& features, const torch::Tensor& gt_masks,
-                                              const torch::Tensor& labels, std::mt19937_64& rng) const {
+                                              const torch::Tensor& labels, const FeatureNoiseDraws& draws) const {
   check_features(features);
   const int64_t n = features.size(0), h = features.size(2), w = features.size(3);
   const auto dev = features.device();
@@ -76,16 +101,15 @@ FeatureNoiseResult SuperSimpleNetNoise::apply(const torch::Tensor& features, con
     lab = torch::cat({lab, lab});
   }
   const int64_t b = input.size(0);
-  std::vector<torch::Tensor> masks;
-  masks.reserve(b);
-  for (int64_t i = 0; i < b; ++i) masks.push_back(mask_to_tensor(perlin_.mask(static_cast<int>(h), static_cast<int>(w), rng)));
-  torch::Tensor noise_mask = torch::stack(masks).to(dev);
+  check_draw("noise", draws.noise, input.sizes());
+  check_draw("perlin", draws.perlin, {b, 1, h, w});
+  // model/supersimplenet.py AnomalyGenerator.forward: noise mask = [bad] x [overlap] x Perlin.
+  torch::Tensor noise_mask = draws.perlin.to(dev, torch::kFloat32).clone();
   if (options_.duplicate && options_.clean_first_half) noise_mask.slice(0, 0, n).zero_();
   if (!options_.bad) noise_mask = noise_mask * (1 - lab.to(torch::kFloat32)).reshape({b, 1, 1, 1});
   if (!options_.overlap) noise_mask = noise_mask * (1 - gt);
-  torch::Tensor noise = gaussian(input.sizes(), options_.noise_mean, options_.noise_std, rng, input.options());
   FeatureNoiseResult r;
-  r.features = input + noise * noise_mask.to(input.dtype());
+  r.features = input + draws.noise.to(dev, input.scalar_type()) * noise_mask.to(input.dtype());
   r.mask = ((gt + noise_mask) > 0).to(torch::kFloat32);
   r.labels = ((lab + r.mask.reshape({b, -1}).amax(1).to(torch::kInt64)) > 0).to(torch::kInt64);
   return r;

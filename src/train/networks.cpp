@@ -376,7 +376,7 @@ TORCH_MODULE(SimpleNetBlock);
 
 class SimpleNetDiscriminatorImpl : public torch::nn::Module {
  public:
-  explicit SimpleNetDiscriminatorImpl(const SimpleNetDiscriminatorOptions& o) {
+  explicit SimpleNetDiscriminatorImpl(const SimpleNetDiscriminatorOptions& o) : negate_(o.negate) {
     auto body = register_module("body", std::make_shared<torch::nn::Module>());
     int64_t width = o.in_channels;
     for (int64_t i = 0; i + 1 < o.layers; ++i) {
@@ -394,7 +394,7 @@ class SimpleNetDiscriminatorImpl : public torch::nn::Module {
     if (x.dim() == 2) {
       torch::Tensor h = x;
       for (auto& b : blocks_) h = b->forward(h);
-      return tail_->forward(h);
+      return negate_ ? -tail_->forward(h) : tail_->forward(h);
     }
     const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
     const torch::Tensor rows = x.permute({0, 2, 3, 1}).reshape({n * h * w, x.size(1)});
@@ -402,6 +402,7 @@ class SimpleNetDiscriminatorImpl : public torch::nn::Module {
   }
 
  private:
+  bool negate_;
   std::vector<SimpleNetBlock> blocks_;
   torch::nn::Linear tail_{nullptr};
 };

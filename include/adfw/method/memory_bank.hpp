@@ -37,12 +37,19 @@ struct PatchAggregationOptions {
   }
 };
 
+/// The intermediate tensors of aggregate_patches (tests compare them with the reference's).
+struct PatchAggregationTrace {
+  std::vector<torch::Tensor> patches;  ///< per layer (N*h*w, C, p, p) on the first layer's grid, rows (n, y, x)
+  torch::Tensor pooled;                ///< (N*h*w, layers, layer_dim): each layer's pooled neighbourhood
+};
+
 /// Turns feature maps (in `layers` order; the first sets the patch grid) into patch features
 /// (N, h, w, target_dim): unfold p x p neighbourhoods (zero padding p/2), bilinearly upsample
 /// deeper layers' unfolded maps to the first layer's grid, adaptive-average-pool each layer's
-/// C*p*p vector to layer_dim, concatenate, pool to target_dim.
+/// C*p*p vector to layer_dim, concatenate, pool to target_dim. `trace`, when given, receives the
+/// intermediate tensors.
 torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& layers,
-                                const PatchAggregationOptions& o);
+                                const PatchAggregationOptions& o, PatchAggregationTrace* trace = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // Coreset subsampling

@@ -145,8 +145,10 @@ class SuperSimpleNet : public Method {
  public:
   struct Options {
     Slot<Backbone> backbone{"resnet"};
+    std::string aggregation = "supersimplenet";
     bool upscale = true;
     int64_t pool = 3;
+    PatchAggregationOptions embedding;
     Slot<Network> adaptor{"feature_adaptor"};
     Slot<FeatureNoise> noise{"supersimplenet"};
     Slot<Network> segmentation{"ssn_segmentation_head"};
@@ -157,16 +159,27 @@ class SuperSimpleNet : public Method {
     TrainerOptions trainer;
     MapSmoothingOptions smoothing;
     Slot<ImageScoreReducer> image_score{"method"};
+    bool score_raw_map = false;
     Options();
     template <class V>
     void fields(V& v) {
       v("backbone", backbone, "frozen feature extractor and its taps (SuperSimpleNet: wide_resnet50_2 layer2 + "
                               "layer3, torchvision V1 weights)");
+      v("aggregation", aggregation,
+        "how the taps become one feature map: \"supersimplenet\" = taps resized bilinearly (align_corners true) "
+        "and concatenated, then pool x pool average pooling (model/feature_extractor.py); \"simplenet\" = "
+        "PatchCore-style patches of `embedding` on the first tap's grid (simplenet.py _embed)",
+        Check::one_of({"supersimplenet", "simplenet"}));
       v("upscale", upscale,
-        "bring every tap to twice the first tap's resolution (SuperSimpleNet: true); false = the first tap's "
-        "resolution (SimpleNet)");
-      v("pool", pool, "local average pooling k x k, stride 1, over the concatenated taps (both: 3; 1 = off)",
+        "aggregation supersimplenet: bring every tap to twice the first tap's resolution (SuperSimpleNet: true); "
+        "false = the first tap's resolution");
+      v("pool", pool,
+        "aggregation supersimplenet: k x k average pooling, stride 1, zero padding counted, over the "
+        "concatenated taps (SuperSimpleNet: 3; 1 = off)",
         Check::at_least(1));
+      v("embedding", embedding,
+        "aggregation simplenet: patch size, per-layer and final pooled lengths (SimpleNet: 3, "
+        "pretrain_embed_dimension 1536, target_embed_dimension 1536); the adaptor's channels = target_dim");
       v("adaptor", adaptor, "feature adaptor (1x1 conv; its channels must equal the taps' total)");
       v("noise", noise, "feature-space anomaly synthesis (supersimplenet: Perlin-masked; simplenet: whole map)");
       v("segmentation", segmentation,
@@ -190,6 +203,10 @@ class SuperSimpleNet : public Method {
       v("image_score", image_score,
         "image score: method = sigmoid of the classification head (SuperSimpleNet), or a reducer of the map "
         "(SimpleNet: max)");
+      v("score_raw_map", score_raw_map,
+        "a map reducer in image_score works on the head's raw patch-grid map, before upsampling and smoothing "
+        "(SimpleNet _predict: true, the max of the raw patch scores); false = on the final map (SuperSimpleNet's "
+        "seg- scores: the max of the smoothed map)");
     }
   };
   explicit SuperSimpleNet(const Options& o);
@@ -200,11 +217,28 @@ class SuperSimpleNet : public Method {
 
   /// Frozen, aggregated backbone features (N,C,h,w) of normalised images.
   torch::Tensor features(const torch::Tensor& images);
-  /// Outputs, targets and pixel weights of one training step (tests inspect the supervision).
+  /// The same from the backbone's tap maps (everything after the backbone); `trace` receives the
+  /// intermediate tensors of aggregation "simplenet".
+  torch::Tensor aggregate(const std::map<std::string, torch::Tensor>& maps, PatchAggregationTrace* trace = nullptr);
+  /// Outputs, targets and pixel weights of one training step (tests inspect the supervision), and
+  /// the adapted features before and after the noise.
   struct StepTensors {
     TensorMap outputs, targets, weights;
+    torch::Tensor adapted, perturbed;
   };
   StepTensors step_tensors(const Batch& batch, std::mt19937_64& rng, const torch::Device& device);
+  /// One training step from aggregated `features` (N,C,h,w) of `batch` (its masks, labels and
+  /// supervision; images unused) with the noise draws given.
+  StepTensors step_tensors(const torch::Tensor& features, const Batch& batch, const FeatureNoiseDraws& draws);
+  /// The configured losses of a step, as training computes them.
+  LossValues losses(const StepTensors& st) const;
+  /// Inference from aggregated features: the adapted features, the head's raw map (N,1,h,w), the
+  /// final map at (height, width) (upsampled and smoothed), the classification logits (when
+  /// classifying) and the image scores.
+  struct Inference {
+    torch::Tensor adapted, raw_map, map, score_logits, scores;
+  };
+  Inference infer(const torch::Tensor& features, int64_t height, int64_t width);
   /// Builds the networks for `channels` feature channels (fit() does this; tests call it).
   void build(const RunContext& ctx);
   /// A trained part after build(): "adaptor", "segmentation" or "classification".

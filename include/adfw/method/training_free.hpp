@@ -21,6 +21,7 @@ namespace adfw {
 struct MapSmoothingOptions {
   double sigma = 4.0;
   int kernel_size = 0;
+  std::string border = "symmetric";
   bool align = false;
   std::string space = "linear";
   template <class V>
@@ -39,6 +40,11 @@ struct MapSmoothingOptions {
       "odd kernel side; 0 = 2*ceil(3 sigma)+1 (25 at sigma 4); scipy's gaussian_filter, which the PatchCore and "
       "PaDiM references use, truncates at 4 sigma: 33",
       Check::at_least(0));
+    v("border", border,
+      "smoothing border: \"symmetric\" repeats the edge pixel (scipy.ndimage's \"reflect\": PatchCore, PaDiM, "
+      "SimpleNet) or \"reflect\" does not (torch's \"reflect\" padding: torchvision's GaussianBlur in "
+      "SuperSimpleNet)",
+      Check::one_of({"symmetric", "reflect"}));
   }
 };
 
@@ -54,8 +60,9 @@ torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_
 
 /// How concat_taps brings a tap to the common size.
 enum class TapResize {
-  nearest,  ///< repeat each deeper cell over its block (PaDiM's embedding_concat)
-  bilinear  ///< bilinear, align_corners false (SuperSimpleNet's upscaling)
+  nearest,          ///< repeat each deeper cell over its block (PaDiM's embedding_concat)
+  bilinear,         ///< bilinear, align_corners false
+  bilinear_aligned  ///< bilinear, align_corners true (SuperSimpleNet's upscaling, model/feature_extractor.py)
 };
 
 /// The backbone's `taps` from one forward pass, each resized to (height, width) unless it already

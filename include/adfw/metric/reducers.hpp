@@ -92,6 +92,7 @@ struct UpsamplePostprocess : MapPostprocess {
 struct GaussianOptions {
   double sigma = 4.0;
   int kernel_size = 0;
+  std::string border = "symmetric";
   template <class V>
   void fields(V& v) {
     v("sigma", sigma, "standard deviation in pixels", Check::positive());
@@ -99,10 +100,15 @@ struct GaussianOptions {
       "odd kernel side; 0 = 2 * ceil(3 sigma) + 1 (25 for sigma 4). PatchCore's scipy gaussian_filter "
       "truncates at 4 sigma (2 * int(4 sigma + 0.5) + 1 = 33 for sigma 4): set 33 to match it",
       Check::at_least(0));
+    v("border", border,
+      "border extension: \"symmetric\" repeats the edge sample (d c b a | a b c d; scipy.ndimage's default "
+      "\"reflect\", used by PatchCore's and SimpleNet's gaussian_filter) or \"reflect\" does not (d c b | a b c d; "
+      "torch's \"reflect\" padding, used by torchvision's GaussianBlur in SuperSimpleNet)",
+      Check::one_of({"symmetric", "reflect"}));
   }
 };
-/// Separable Gaussian smoothing with mirrored borders (scipy.ndimage's default "reflect" mode,
-/// which PatchCore's reference implementation uses).
+/// Separable Gaussian smoothing with mirrored borders (by default scipy.ndimage's "reflect" mode,
+/// which PatchCore's reference implementation uses; see GaussianOptions::border).
 struct GaussianPostprocess : MapPostprocess {
   using Options = GaussianOptions;
   explicit GaussianPostprocess(const Options& o = {});

@@ -15,6 +15,8 @@
 //   the label is GT label OR any(mask). `bad = false` adds no noise to images labelled
 //   anomalous; `overlap = false` adds none inside GT regions (reference: supervised runs use
 //   bad = true, overlap = false; unsupervised runs overlap = true, which is moot there).
+//   Every random draw (noise, Perlin masks) can also be given instead of drawn (FeatureNoiseDraws),
+//   so a test can replay the reference's draws.
 #pragma once
 
 #include <cstdint>
@@ -34,16 +36,29 @@ struct FeatureNoiseResult {
   torch::Tensor labels;    ///< (2N or N,) int64 0/1
 };
 
+/// The random part of one application: the Gaussian noise over the (duplicated) batch and, for
+/// Perlin-masked noise, the binary masks (one per item, (B,1,h,w)).
+struct FeatureNoiseDraws {
+  torch::Tensor noise;   ///< (B,C,h,w), B = 2N when duplicating
+  torch::Tensor perlin;  ///< (B,1,h,w) 0/1; undefined where the noise covers the whole map
+};
+
 class FeatureNoise {
  public:
   static constexpr const char* family = "feature_noise";
   virtual ~FeatureNoise() = default;
+  /// The draws for `features` (N,C,h,w), all from `rng` (Perlin masks first, then a seed for the
+  /// Gaussian noise, drawn on the CPU and moved to the features' device).
+  virtual FeatureNoiseDraws draw(const torch::Tensor& features, std::mt19937_64& rng) const = 0;
   /// `features` (N,C,h,w) on any device. `gt_masks` (N,1,H,W) at any resolution and `labels`
-  /// (N,) may be undefined (unsupervised: all normal). Every draw comes from `rng`, so a fixed
-  /// generator state gives a fixed result. The Gaussian noise is drawn on the CPU from a seed
-  /// taken from `rng` and moved to the features' device.
+  /// (N,) may be undefined (unsupervised: all normal). `draws` as draw() gives them.
   virtual FeatureNoiseResult apply(const torch::Tensor& features, const torch::Tensor& gt_masks,
-                                   const torch::Tensor& labels, std::mt19937_64& rng) const = 0;
+                                   const torch::Tensor& labels, const FeatureNoiseDraws& draws) const = 0;
+  /// The same with the draws taken from `rng`, so a fixed generator state gives a fixed result.
+  FeatureNoiseResult apply(const torch::Tensor& features, const torch::Tensor& gt_masks, const torch::Tensor& labels,
+                           std::mt19937_64& rng) const {
+    return apply(features, gt_masks, labels, draw(features, rng));
+  }
   FeatureNoiseResult apply(const torch::Tensor& features, std::mt19937_64& rng) const {
     return apply(features, torch::Tensor(), torch::Tensor(), rng);
   }
@@ -73,8 +88,9 @@ class SimpleNetNoise final : public FeatureNoise {
   using Options = SimpleNetNoiseOptions;
   explicit SimpleNetNoise(const Options& options) : options_(options) {}
   using FeatureNoise::apply;
+  FeatureNoiseDraws draw(const torch::Tensor& features, std::mt19937_64& rng) const override;
   FeatureNoiseResult apply(const torch::Tensor& features, const torch::Tensor& gt_masks,
-                           const torch::Tensor& labels, std::mt19937_64& rng) const override;
+                           const torch::Tensor& labels, const FeatureNoiseDraws& draws) const override;
 
  private:
   Options options_;
@@ -86,7 +102,7 @@ struct SuperSimpleNetNoiseOptions {
   bool duplicate = true;
   bool clean_first_half = false;
   bool bad = true;
-  bool overlap = false;
+  bool overlap = true;
   PerlinOptions perlin = [] {
     PerlinOptions p;
     p.threshold = 0.2;
@@ -105,8 +121,8 @@ struct SuperSimpleNetNoiseOptions {
       "with duplicate: add no noise to the first copy (SimpleNet's split; SuperSimpleNet's Perlin mode "
       "noises both copies)");
     v("bad", bad, "also add noise to images labelled anomalous (SuperSimpleNet: true)");
-    v("overlap", overlap, "also add noise inside ground-truth anomalous regions (SuperSimpleNet "
-                          "supervised: false)");
+    v("overlap", overlap, "also add noise inside ground-truth anomalous regions (SuperSimpleNet: true "
+                          "unsupervised, false supervised)");
     v("perlin", perlin, "Perlin mask at feature resolution (SuperSimpleNet: threshold 0.2 MVTec / 0.6 "
                         "VisA and supervised, no rotation, empty with probability 0.5)");
   }
@@ -117,8 +133,9 @@ class SuperSimpleNetNoise final : public FeatureNoise {
   using Options = SuperSimpleNetNoiseOptions;
   explicit SuperSimpleNetNoise(const Options& options);
   using FeatureNoise::apply;
+  FeatureNoiseDraws draw(const torch::Tensor& features, std::mt19937_64& rng) const override;
   FeatureNoiseResult apply(const torch::Tensor& features, const torch::Tensor& gt_masks,
-                           const torch::Tensor& labels, std::mt19937_64& rng) const override;
+                           const torch::Tensor& labels, const FeatureNoiseDraws& draws) const override;
 
  private:
   Options options_;

@@ -247,6 +247,7 @@ struct SimpleNetDiscriminatorOptions {
   int64_t layers = 2;
   int64_t hidden = 1024;
   double negative_slope = 0.2;
+  bool negate = true;
 
   template <class V>
   void fields(V& v) {
@@ -260,6 +261,10 @@ struct SimpleNetDiscriminatorOptions {
       "divides the width by 1.5 (floor)",
       Check::at_least(0));
     v("negative_slope", negative_slope, "LeakyReLU slope (default 0.2)", Check::range(0, 1));
+    v("negate", negate,
+      "output -D, the reference's patch anomaly score (simplenet.py _predict: -discriminator(features)), so that "
+      "larger means more anomalous and SuperSimpleNet's truncated L1 applies to it; weights load from the "
+      "reference's Discriminator unchanged (default true; false = D itself)");
   }
 };
 
@@ -267,6 +272,7 @@ struct SimpleNetDiscriminatorOptions {
 /// patch: the map is flattened to (N*h*w, C) rows, so BatchNorm1d normalises over all patches of
 /// the batch exactly as the reference (which flattens patches before the discriminator), and the
 /// output is reshaped to (N,1,h,w). Patch rows (M,C) give (M,1). Linear weights xavier-normal.
+/// The output is -D by default (see `negate`).
 class SimpleNetDiscriminator final : public Network {
  public:
   using Options = SimpleNetDiscriminatorOptions;
