@@ -1,7 +1,11 @@
 // TransFusion's transparency process: forward properties, exact restoration by the reverse
 // loop from perfect estimates (the noise head's target beta_t * M * A), and the loop's mask
-// handling (thresholded update and feedback, summed soft masks). The network-level behaviour is
+// handling (thresholded update and feedback, summed soft masks), and the training step's
+// first-half rule and rotation (off in the reference fixtures). The network-level behaviour is
 // checked against the reference in test_parity_transfusion.cpp.
+#include <cmath>
+
+#include "adfw/core/options.hpp"
 #include "adfw/method/transfusion.hpp"
 #include "support.hpp"
 
@@ -116,4 +120,37 @@ TEST_CASE("transparency reverse loop: masks thresholded at 0.5 for the update an
       CHECK(torch::allclose(r.image, s.x0 - 3 * d * soft, 1e-12, 1e-12));
     }
   }
+}
+
+TEST_CASE("transfusion training step: first-half anomalies, rotation of every tensor alike", "[transfusion]") {
+  test::load_builtin_plugins();
+  const std::string text =
+      "rotation_probability = 1.0\n"
+      "[network]\ntype = 'diffusion_unet'\nbase = 32\nmultipliers = [1]\nattention_levels = []\nres_blocks = 1\n"
+      "[synthesizer]\ntype = 'transparency'\ntexture_probability = 0.0\n";
+  TransFusion::Options o;
+  read_options(o, toml::parse(text), "method");
+  TransFusion tf(o);
+  tf.build(RunContext{});
+  torch::manual_seed(3);
+  TransFusionTrainInput in;
+  in.x0 = torch::rand({4, 3, 16, 16}) * 2 - 1;
+  in.source = torch::rand({4, 3, 16, 16}) * 2 - 1;
+  in.mask = torch::zeros({4, 1, 16, 16});
+  in.mask.slice(2, 3, 11).slice(3, 5, 13).fill_(1.0);
+  in.hint = in.mask.clone();
+  in.t = torch::tensor({4, 9, 19, 2}, torch::kInt64);
+  std::mt19937_64 rng(5);
+  const TransFusionTrainStep s = tf.train_step(in, rng);
+  // Samples 2 and 3 (second half) carry no anomaly; the masks stay binary under the rotation.
+  CHECK(s.mask.slice(0, 2).abs().sum().item<double>() == 0);
+  CHECK(s.hint.slice(0, 2).abs().sum().item<double>() == 0);
+  CHECK(torch::equal(s.mask, (s.mask > 0.5).to(torch::kFloat)));
+  CHECK(s.mask.slice(0, 0, 2).sum().item<double>() > 0);
+  // Rotated (nearest, same grid for every tensor): the forward process still holds pixel by pixel.
+  const torch::Tensor beta = in.t.to(torch::kFloat).view({4, 1, 1, 1}) / 19.0;
+  CHECK(torch::allclose(s.x_t, (1 - s.mask) * s.x0 + (1 - beta) * s.mask * s.x0 + beta * s.mask * s.eps, 1e-6, 1e-6));
+  CHECK(!torch::equal(s.x0, in.x0));
+  CHECK(torch::equal(s.noise_target, beta * s.eps));
+  CHECK(std::isfinite(s.losses.total.item<double>()));
 }
