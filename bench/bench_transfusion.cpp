@@ -1,8 +1,9 @@
 // TransFusion on the CPU at 256x256 with 2 intra-op threads, the paper's U-Net (base 64,
 // multipliers [1,2,2,2]) with random weights:
-//   BM_TransFusion_TrainStep/8: one optimisation step at batch 8 (forward, the six loss terms of
-//     the recipe, backward, AdamW update) per iteration;
-//   BM_TransFusion_Inference/1: the full 19-step reverse process and the map for one image.
+//   BM_TransFusion_TrainStep/8: one optimisation step at batch 8 (TransFusion::train_step: forward
+//     process, rotation, the network, the six loss terms of the recipe; backward, AdamW update)
+//     per iteration;
+//   BM_TransFusion_Inference/1: the full 18-step reverse process and the map for one image.
 // Run with OMP_WAIT_POLICY=PASSIVE from the build folder (plugins are loaded from lib/adfw/plugins).
 #include <benchmark/benchmark.h>
 
@@ -32,30 +33,18 @@ void BM_TransFusion_TrainStep(benchmark::State& state) {
   auto m = make();
   const int64_t n = state.range(0);
   torch::manual_seed(0);
-  torch::Tensor xt = torch::rand({n, 3, 256, 256}), clean = torch::rand({n, 3, 256, 256});
-  torch::Tensor source = torch::rand({n, 3, 256, 256});
-  torch::Tensor mask = (torch::rand({n, 1, 256, 256}) > 0.7).to(torch::kFloat32);
-  torch::Tensor t = torch::randint(1, 20, {n}, torch::kLong);
-  std::vector<adfw::LossTerm> terms = {
-      adfw::loss_term("type = 'l2'\nprediction = 'source'\ntarget = 'source'"),
-      adfw::loss_term("type = 'focal'\ngamma = 2.0\ninput = 'logits'\nweight = 5.0\nprediction = 'mask_logits'\n"
-                      "target = 'mask'"),
-      adfw::loss_term("type = 'smooth_l1'\nprediction = 'mask'\ntarget = 'mask'"),
-      adfw::loss_term("type = 'ssim'\nprediction = 'normal'\ntarget = 'image'"),
-      adfw::loss_term("type = 'l1'\nprediction = 'normal'\ntarget = 'image'"),
-      adfw::loss_term("type = 'l2'\nprediction = 'next'\ntarget = 'next'")};
-  const torch::Tensor next_true = adfw::transparency_forward(clean, source, mask, t - 1, 20);
+  adfw::TransFusionTrainInput in;
+  in.x0 = torch::rand({n, 3, 256, 256}) * 2 - 1;
+  in.source = torch::rand({n, 3, 256, 256}) * 2 - 1;
+  in.mask = (torch::rand({n, 1, 256, 256}) > 0.7).to(torch::kFloat32);
+  in.hint = in.mask;
+  in.t = torch::randint(1, 20, {n}, torch::kLong);
+  std::mt19937_64 rng(0);
   torch::optim::AdamW opt(m->module()->parameters(), torch::optim::AdamWOptions(1e-5));
   m->module()->train();
-  torch::Tensor logits;
   for (auto _ : state) {
     opt.zero_grad();
-    auto e = m->estimate(xt, mask, t, &logits);
-    const torch::Tensor next = adfw::transparency_reverse_step(xt, e.source, e.mask, e.normal, t, 20);
-    auto v = adfw::evaluate_losses(terms, {{"source", e.source}, {"mask_logits", logits}, {"mask", e.mask},
-                                           {"normal", e.normal}, {"next", next}},
-                                   {{"source", source}, {"mask", mask}, {"image", clean}, {"next", next_true}},
-                                   {{"source", mask}});
+    const adfw::LossValues v = m->train_step(in, rng).losses;
     v.total.backward();
     opt.step();
     benchmark::DoNotOptimize(v.total.item<double>());

@@ -1,19 +1,24 @@
 // TransFusion (Fučka, Zavrtanik, Skočaj, "TransFusion – A Transparency-Based Diffusion Model for
 // Anomaly Detection", ECCV 2024; MaticFuc/ECCV_TransFusion model/TransFusion.py,
-// model/SyntAnomGenerator.py) assembled from registered parts: a diffusion U-Net (family
-// "network"), the transparency synthesizer (family "synthesizer") and the loss terms.
+// model/SyntAnomGenerator.py, utils/EvaluationUtils.py) assembled from registered parts: a
+// diffusion U-Net (family "network"), the transparency synthesizer (family "synthesizer") and the
+// loss terms. Images are in [-1, 1] inside the method (the reference's range); the pipeline hands
+// it [0, 1] images (normalize = "none").
 //
-// Transparency forward process. With an anomaly-free image x0, an anomaly appearance e and a
-// mask M, step t of T makes the anomaly more opaque:
-//   x_t = x0 + beta_t * M * (e - x0),   beta_t = t / (T - 1),  t = 0 .. T-1
-// so x_0 = x0, nothing changes outside M, and inside M the image moves linearly to e.
-// Reverse process (the paper's update): from estimates e_t, M_t, x0_t of the network at step t,
-//   x_{t-1} = x_t - (beta_t - beta_{t-1}) * M_t * e_t + (beta_t - beta_{t-1}) * M_t * x0_t
-// which with exact estimates is exactly x_{t-1} of the forward process.
+// Transparency forward process (TransFusion.py q_sample). With an anomaly-free image x0, an
+// anomaly appearance A, a binary mask M and eps = M*A, step t of T makes the anomaly more opaque:
+//   x_t = (1 - M) x0 + (1 - beta_t) M x0 + beta_t M eps,   beta_t = t / (T - 1),  t = 0 .. T-1
+// so x_0 = x0, nothing changes outside M, and inside M the image moves linearly to A.
+// Reverse process (TransFusion.py get_next_step): the network's first head estimates
+// n = beta_t * M * A (not A), so with d = beta_t - beta_{t-1}
+//   x_{t-1} = x_t - (d / beta_t) * M_t * n_t + d * M_t * x0_t
+// which with exact estimates is exactly x_{t-1} of the forward process. The reference uses the
+// estimated mask thresholded at 0.5 (M_t = [sigmoid(logit) > 0.5]).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -25,32 +30,79 @@ namespace adfw {
 
 /// beta_t = t / (steps - 1).
 double transparency_beta(int64_t t, int64_t steps);
-/// x_t for per-sample steps `t` (N,) int64 (or one step for all when t has one element).
-/// x0, source: (N,C,H,W); mask: (N,1,H,W) in [0,1].
+/// x_t for per-sample steps `t` (N,) int64 (or one step for all when t has one element):
+/// (1 - M) x0 + (1 - beta_t) M x0 + beta_t M (M A). x0, source A: (N,C,H,W); mask M: (N,1,H,W),
+/// binary in TransFusion.
 torch::Tensor transparency_forward(const torch::Tensor& x0, const torch::Tensor& source, const torch::Tensor& mask,
                                    const torch::Tensor& t, int64_t steps);
-/// One reverse step from step `t` (same for the batch) to t-1.
-torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
+/// One reverse step from step `t` >= 1 (same for the batch) to t-1:
+/// x_t - (d / beta_t) * mask * noise + d * mask * x0_est, d = beta_t - beta_{t-1}, where `noise`
+/// estimates beta_t * M * A. The mask is used as given (threshold it first for the reference).
+torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& noise_est,
                                         const torch::Tensor& mask_est, const torch::Tensor& x0_est, int64_t t,
                                         int64_t steps);
-/// The same for per-sample steps `t` (N,) int64: x_{t-1} = x_t - (beta_t - beta_{t-1}) M (e - x0),
-/// each sample with its own step (training, where each sample is shown at a drawn step).
-torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& source_est,
+/// The same for per-sample steps `t` (N,) int64, each sample with its own step (training, where
+/// each sample is shown at a drawn step).
+torch::Tensor transparency_reverse_step(const torch::Tensor& xt, const torch::Tensor& noise_est,
                                         const torch::Tensor& mask_est, const torch::Tensor& x0_est,
                                         const torch::Tensor& t, int64_t steps);
 
 /// What the network estimates at one step.
 struct TransparencyEstimates {
-  torch::Tensor source;  ///< (N,C,H,W) anomaly appearance e_t
-  torch::Tensor mask;    ///< (N,1,H,W) probability M_t
+  torch::Tensor noise;   ///< (N,C,H,W) beta_t * M * A, the anomaly's contribution at step t
+  torch::Tensor mask;    ///< (N,1,H,W) probability M_t (sigmoid of the logit)
   torch::Tensor normal;  ///< (N,C,H,W) anomaly-free image x0_t
+  torch::Tensor logits;  ///< (N,1,H,W) mask logit (when the estimator has one)
 };
-/// The reverse loop from step `from` (inclusive) down to 1: returns the restored image and the
-/// last estimates. `estimate(x_t, previous_mask, t)` gives the estimates at step t; the first
-/// previous mask is zero.
-std::pair<torch::Tensor, TransparencyEstimates> transparency_restore(
-    const torch::Tensor& image, int64_t from, int64_t steps,
-    const std::function<TransparencyEstimates(const torch::Tensor&, const torch::Tensor&, int64_t)>& estimate);
+
+/// The reverse loop's result.
+struct TransparencyRestoration {
+  torch::Tensor image;     ///< x after the step t = 1
+  torch::Tensor mask_sum;  ///< sum over the steps of the estimated (soft) masks
+  TransparencyEstimates last;
+  int64_t steps_run = 0;
+};
+
+/// The reverse loop from step `from` (inclusive) down to 1 (utils/EvaluationUtils.py
+/// get_transparentfussion_sample). At each step estimate(x_t, mask_in, t) gives the estimates;
+/// the first mask_in is zero. With `soft` false (the reference) the update and the next step's
+/// mask_in use the estimated mask thresholded at 0.5; with `soft` true the mask itself.
+/// `on_step(t, mask_in, estimates, x_{t-1})`, when given, sees every step.
+using TransparencyEstimator =
+    std::function<TransparencyEstimates(const torch::Tensor& xt, const torch::Tensor& mask_in, int64_t t)>;
+using TransparencyObserver = std::function<void(int64_t t, const torch::Tensor& mask_in,
+                                                const TransparencyEstimates& estimates, const torch::Tensor& next)>;
+TransparencyRestoration transparency_restore(const torch::Tensor& image, int64_t from, int64_t steps, bool soft,
+                                             const TransparencyEstimator& estimate,
+                                             const TransparencyObserver& on_step = {});
+
+/// One TransFusion training batch before the forward process (all on one device).
+struct TransFusionTrainInput {
+  torch::Tensor x0;      ///< (N,3,H,W) anomaly-free images in [-1, 1]
+  torch::Tensor source;  ///< (N,3,H,W) anomaly appearance A in [-1, 1] (outside the mask: anything)
+  torch::Tensor mask;    ///< (N,1,H,W) binary anomaly mask M
+  torch::Tensor hint;    ///< (N,1,H,W) binary hint mask M_c, the network's mask input
+  torch::Tensor t;       ///< (N,) int64 steps in [1, steps)
+};
+
+/// Everything one training step computes (TransFusion.py TransFusion.loss).
+struct TransFusionTrainStep {
+  torch::Tensor eps, mask, hint, x0;         ///< after the first-half rule and the rotation
+  torch::Tensor x_t, net_input;              ///< forward process; [x_t, hint]
+  torch::Tensor noise, normal, mask_logits;  ///< the three heads
+  torch::Tensor noise_target;                ///< beta_t * eps
+  torch::Tensor next_actual, next_predicted; ///< x_{t-1} from the truth and from the estimates
+  LossValues losses;
+};
+
+/// The inference of TransFusion for (N,3,H,W) images in [-1, 1].
+struct TransFusionMaps {
+  torch::Tensor restored;        ///< (N,3,H,W) x after the last reverse step, [-1, 1] scale
+  torch::Tensor mask;            ///< (N,1,H,W) the discriminative map (mean of the soft masks)
+  torch::Tensor reconstruction;  ///< (N,3,H,W) clip(restored / 2 + 0.5, 0, 1)
+  torch::Tensor recon_error;     ///< (N,1,H,W) channel mean of the squared error on [0, 1]
+  torch::Tensor map;             ///< (N,1,H,W) w * mean(mask) + (1 - w) * mean(recon_error)
+};
 
 class TransFusion : public Method {
  public:
@@ -60,30 +112,55 @@ class TransFusion : public Method {
     int64_t steps = 20;
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
+    double rotation_probability = 0.3;
+    double max_rotation = 20.0;
     double discriminative_weight = 0.95;
     int64_t mean_filter = 7;
+    std::string mask_reduction = "mean";
+    bool soft_masks = false;
+    bool start_at_last_step = false;
     Slot<ImageScoreReducer> image_score{"max"};
     int64_t pad_multiple = 8;
     Options();
     template <class V>
     void fields(V& v) {
       v("network", network,
-        "diffusion U-Net; input [x_t (3), previous mask (1)] = 4 channels and the step, output [anomaly "
-        "appearance (3), normal image (3), mask logit (1)] = 7 channels (TransFusion: base 64, multipliers "
+        "diffusion U-Net; input [x_t (3), previous mask (1)] = 4 channels and the step, output [noise "
+        "beta_t*M*A (3), normal image (3), mask logit (1)] = 7 channels (TransFusion: base 64, multipliers "
         "[1,2,2,2], attention at the two deepest levels)");
       v("synthesizer", synthesizer,
-        "transparency synthesizer: mask, appearance, step and previous-step hint mask (TransFusion: DTD or "
-        "self-structure sources); its steps must equal method.steps");
+        "transparency synthesizer: mask, appearance, step and hint mask (TransFusion: DTD or self-structure "
+        "sources); only the first half of each training batch keeps its anomaly (TransFusion.py set_noise); "
+        "its steps must equal method.steps");
       v("steps", steps, "diffusion steps T (TransFusion: 20)", Check::at_least(2));
       v("losses", losses,
-        "loss terms; outputs: source (N,3,H,W), mask_logits and mask (sigmoid) (N,1,H,W), normal (N,3,H,W), "
-        "next (the reverse step's x_{t-1}); targets: source, mask, image (clean), next. The source target is "
-        "weighted by the mask (the appearance only matters inside it). TransFusion: l2 source, 5 x focal + "
-        "smooth_l1 on the mask, ssim + l1 on the normal image, l2 on the next step");
+        "loss terms; outputs: noise (N,3,H,W), mask_logits and mask (sigmoid) (N,1,H,W), normal (N,3,H,W), "
+        "next (x_{t-1} from the estimates); targets: noise (beta_t*M*A), mask, image (clean, [-1,1]), next "
+        "(x_{t-1} from the truth). TransFusion: l2 noise, 5 x focal (alpha 0.25, gamma 2) + smooth_l1 on the "
+        "mask, ssim (data_range 0: L from the prediction) + l1 on the normal image, l2 on the next step");
       v("trainer", trainer, "training (TransFusion: AdamW 1e-5, batch 8, 1500 epochs, x0.1 after 800 epochs)");
+      v("rotation_probability", rotation_probability,
+        "training: probability that a sample (x_t, x0, anomaly, masks) is rotated after the forward step "
+        "(nearest, zero fill; TransFusion.py loss: 0.3)",
+        Check::range(0, 1));
+      v("max_rotation", max_rotation, "training: the rotation angle is drawn from U(-a, a) degrees (TransFusion: 20)",
+        Check::range(0, 180));
       v("discriminative_weight", discriminative_weight,
-        "final map = w * mean(mask) + (1 - w) * mean(|input - restored|) (TransFusion: 0.95)", Check::range(0, 1));
-      v("mean_filter", mean_filter, "side of the mean filter on both maps (TransFusion: 7)", Check::at_least(1));
+        "final map = w * mean(mask) + (1 - w) * mean(squared error of the [0,1]-clipped input and restoration, "
+        "channel mean) (TransFusion: 0.95)",
+        Check::range(0, 1));
+      v("mean_filter", mean_filter,
+        "side of the mean filter on both maps, zero padding counted (scipy convolve2d \"same\"; TransFusion: 7)",
+        Check::at_least(1));
+      v("mask_reduction", mask_reduction,
+        "mask map from the reverse loop: mean = sum of the soft masks over the steps / (steps - 1) "
+        "(TransFusion EvaluationUtils.py); last = the last step's soft mask (default \"mean\")",
+        Check::one_of({"mean", "last"}));
+      v("soft_masks", soft_masks,
+        "use the soft mask (sigmoid) in the reverse update, in the training next-step estimate (with its "
+        "gradient) and as the next step's mask input; TransFusion thresholds it at 0.5 (default false)");
+      v("start_at_last_step", start_at_last_step,
+        "start the reverse loop at t = steps - 1; TransFusion starts at steps - 2 (default false)");
       v("image_score", image_score, "image score from the final map (TransFusion: max)");
       v("pad_multiple", pad_multiple,
         "inputs are reflect-padded to a multiple of this for the U-Net (3 halvings: 8), outputs cropped back",
@@ -96,9 +173,16 @@ class TransFusion : public Method {
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
 
-  /// Network estimates at step t for (N,3,H,W) images and (N,1,H,W) previous masks.
-  TransparencyEstimates estimate(const torch::Tensor& xt, const torch::Tensor& previous_mask,
-                                 const torch::Tensor& t, torch::Tensor* mask_logits = nullptr);
+  /// Network estimates at steps t (N,) for (N,3,H,W) images in [-1, 1] and (N,1,H,W) mask inputs.
+  TransparencyEstimates estimate(const torch::Tensor& xt, const torch::Tensor& mask_in, const torch::Tensor& t);
+  /// One training step without the synthesizer: the first-half rule, the forward process, the
+  /// random rotation (draws from `rng`), the network in its current mode and the loss terms.
+  TransFusionTrainStep train_step(const TransFusionTrainInput& in, std::mt19937_64& rng);
+  /// The reverse loop and the maps for (N,3,H,W) images in [-1, 1] (eval mode, no gradient);
+  /// `on_step` sees every reverse step. predict() is this on 2 * image - 1.
+  TransFusionMaps infer(const torch::Tensor& x, const TransparencyObserver& on_step = {});
+  /// The options in use (with the default loss terms filled in).
+  const Options& options() const { return opt_; }
   /// Builds the network (fit() does this; tests and benchmarks call it).
   void build(const RunContext& ctx);
   /// The U-Net's parameters and buffers (after build()).

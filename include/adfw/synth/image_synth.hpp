@@ -268,7 +268,7 @@ struct TransparencyOptions {
   int grid = 8;
   int n_ops = 3;
   int steps = 20;
-  double anomaly_probability = 0.5;
+  double anomaly_probability = 1.0;
   PerlinOptions perlin = [] {
     PerlinOptions p;
     p.absolute = true;
@@ -289,7 +289,9 @@ struct TransparencyOptions {
                       "(TransFusion: 20)",
       Check::range(2, 10000));
     v("anomaly_probability", anomaly_probability,
-      "probability of an anomaly (TransFusion noises half of each batch: 0.5)", Check::range(0, 1));
+      "probability of an anomaly (TransFusion: 1; the transfusion method keeps the anomalies of the first "
+      "half of each training batch only, as TransFusion.py set_noise)",
+      Check::range(0, 1));
     v("perlin", perlin, "mask generator (TransFusion: |noise| > 0.5, scale 2^[0,6), rotation +-90)");
   }
 };
