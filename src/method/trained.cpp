@@ -88,8 +88,9 @@ Draem::Options::Options() {
 
 Draem::Draem(const Options& o) : opt_(o) {
   if (opt_.losses.empty()) {
+    // loss.py SSIM() leaves val_range None: the data range comes from the reconstruction.
     opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
-                   loss_term("type = 'ssim'\nprediction = 'reconstruction'\ntarget = 'image'"),
+                   loss_term("type = 'ssim'\ndata_range = 0.0\nprediction = 'reconstruction'\ntarget = 'image'"),
                    loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nsmooth = 1e-5\n"
                              "prediction = 'segmentation'\ntarget = 'mask'")};
   }
@@ -97,28 +98,58 @@ Draem::Draem(const Options& o) : opt_(o) {
   reducer_ = make_reducer(opt_.image_score, false, "draem");
 }
 
+void Draem::build(const RunContext& ctx) {
+  seed_init(ctx, "draem/reconstructive");
+  rec_ = opt_.reconstructive.make();
+  seed_init(ctx, "draem/discriminative");
+  disc_ = opt_.discriminative.make();
+  rec_->module()->to(ctx.device);
+  disc_->module()->to(ctx.device);
+}
+
+Network& Draem::part(const std::string& name) {
+  Network* n = name == "reconstructive" ? rec_.get() : name == "discriminative" ? disc_.get() : nullptr;
+  if (!n) throw Error("draem: no part '" + name + "' (parts: reconstructive, discriminative; call build() first)");
+  return *n;
+}
+
+Draem::Outputs Draem::forward(const torch::Tensor& images) {
+  const int64_t h = images.size(2), w = images.size(3);
+  torch::Tensor xp = pad_to_multiple(images, opt_.pad_multiple);
+  torch::Tensor recp = rec_->forward(xp);
+  // train_DRAEM.py: joined_in = torch.cat((gray_rec, aug_gray_batch), dim=1).
+  torch::Tensor seg = disc_->forward(torch::cat({recp, xp}, 1));
+  return {crop_to(recp, h, w), crop_to(seg, h, w)};
+}
+
+torch::Tensor Draem::segment(const torch::Tensor& reconstruction, const torch::Tensor& images) {
+  const int64_t h = images.size(2), w = images.size(3);
+  torch::Tensor in = pad_to_multiple(torch::cat({reconstruction, images}, 1), opt_.pad_multiple);
+  return crop_to(disc_->forward(in), h, w);
+}
+
+Prediction Draem::finish(const torch::Tensor& segmentation) const {
+  // test_DRAEM.py: softmax channel 1 is the map; the image score pools it (avgpool_max).
+  torch::Tensor map = torch::softmax(segmentation, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
+  map = upsample_and_smooth(map, segmentation.size(2), segmentation.size(3), opt_.smoothing);
+  return {map, reducer_->reduce(map)};
+}
+
 LossValues Draem::losses(const Batch& batch, const torch::Device& device) {
   auto it = batch.extras.find("image_clean");
   if (it == batch.extras.end())
     throw Error("draem: training batches must carry the clean image (the synthesizer hook adds it)");
-  torch::Tensor x = batch.images.to(device);
-  const int64_t h = x.size(2), w = x.size(3);
-  torch::Tensor xp = pad_to_multiple(x, opt_.pad_multiple);
-  torch::Tensor recp = rec_->forward(xp);
-  torch::Tensor seg = crop_to(disc_->forward(torch::cat({recp, xp}, 1)), h, w);
-  torch::Tensor rec = crop_to(recp, h, w);
-  return evaluate_losses(opt_.losses, {{"reconstruction", rec}, {"segmentation", seg}},
-                         {{"image", it->second.to(device)}, {"mask", batch.masks.to(device)}});
+  return losses(forward(batch.images.to(device)), it->second.to(device), batch.masks.to(device));
+}
+
+LossValues Draem::losses(const Outputs& out, const torch::Tensor& clean, const torch::Tensor& masks) const {
+  return evaluate_losses(opt_.losses, {{"reconstruction", out.reconstruction}, {"segmentation", out.segmentation}},
+                         {{"image", clean}, {"mask", masks}});
 }
 
 void Draem::fit(FitContext& ctx) {
   require_losses(opt_.losses, "draem");
-  seed_init(ctx.run, "draem/reconstructive");
-  rec_ = opt_.reconstructive.make();
-  seed_init(ctx.run, "draem/discriminative");
-  disc_ = opt_.discriminative.make();
-  rec_->module()->to(ctx.run.device);
-  disc_->module()->to(ctx.run.device);
+  build(ctx.run);
 
   TrainSpec spec;
   spec.modules = {{"reconstructive", rec_->module()}, {"discriminative", disc_->module()}};
@@ -126,7 +157,9 @@ void Draem::fit(FitContext& ctx) {
   std::shared_ptr<Synthesizer> synth = synth_;
   spec.hook = [synth](Sample& s, std::mt19937_64& rng) {
     SynthResult r = synth->apply(s.image, rng);
-    s.extras["image_clean"] = s.image;
+    // The reconstruction target is the normal image the anomaly was added to (rotated by
+    // perlin_texture as DRAEM's data_loader.py does).
+    s.extras["image_clean"] = r.clean.defined() ? r.clean : s.image;
     s.image = r.image;
     s.mask = r.mask;
     s.has_mask = true;
@@ -142,13 +175,7 @@ Prediction Draem::predict(const Batch& batch, const RunContext& ctx) {
   torch::NoGradGuard ng;
   rec_->module()->eval();
   disc_->module()->eval();
-  torch::Tensor x = batch.images.to(ctx.device);
-  torch::Tensor xp = pad_to_multiple(x, opt_.pad_multiple);
-  torch::Tensor rec = rec_->forward(xp);
-  torch::Tensor seg = crop_to(disc_->forward(torch::cat({rec, xp}, 1)), x.size(2), x.size(3));
-  torch::Tensor map = torch::softmax(seg, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
-  map = upsample_and_smooth(map, x.size(2), x.size(3), opt_.smoothing);
-  return {map, reducer_->reduce(map)};
+  return finish(forward(batch.images.to(ctx.device)).segmentation);
 }
 
 nlohmann::json Draem::summary() const {

@@ -60,11 +60,13 @@ class Draem : public Method {
       v("reconstructive", reconstructive, "reconstructive sub-network (DRAEM: autoencoder, base width 128)");
       v("discriminative", discriminative,
         "discriminative sub-network on [reconstruction, input] (DRAEM: U-Net, base 64, 2 output logits)");
-      v("synthesizer", synthesizer, "anomaly synthesizer (DRAEM: Perlin mask + DTD texture, beta in [0, 0.8])");
+      v("synthesizer", synthesizer,
+        "anomaly synthesizer (DRAEM: perlin_texture: the normal image rotated with probability 0.3, Perlin mask "
+        "+ DTD texture, beta in [0, 0.8])");
       v("losses", losses,
         "loss terms; outputs: reconstruction (N,3,H,W), segmentation (N,2,H,W) logits; targets: image (the "
-        "clean image), mask (N,1,H,W) (DRAEM: l2 + ssim on reconstruction/image, focal gamma 2 on "
-        "segmentation/mask)");
+        "clean image, as the synthesizer left it), mask (N,1,H,W) (DRAEM: l2 + ssim with data_range 0 (from the "
+        "reconstruction) on reconstruction/image, focal gamma 2 smooth 1e-5 on segmentation/mask)");
       v("trainer", trainer, "training (DRAEM: Adam 1e-4, batch 8, 700 epochs, x0.2 at 80% and 90%)");
       v("image_score", image_score, "image score from the map (DRAEM: max of the 21x21 mean-filtered map)");
       v("smoothing", smoothing, "map smoothing (DRAEM: none)");
@@ -79,8 +81,30 @@ class Draem : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
-  /// The losses of one batch as training computes them (tests inspect them).
+  /// Builds both networks on ctx.device (fit() does this; tests call it to load weights).
+  void build(const RunContext& ctx);
+  /// A network after build(): "reconstructive" or "discriminative".
+  Network& part(const std::string& name);
+  struct Outputs {
+    torch::Tensor reconstruction;  ///< (N,3,H,W)
+    torch::Tensor segmentation;    ///< (N,2,H,W) logits; softmax channel 1 is the anomaly map
+  };
+  /// Both networks on `images` (N,3,H,W) in [0, 1], in the networks' current mode. The
+  /// discriminative network sees [reconstruction, images], the reconstruction not detached, as in
+  /// train_DRAEM.py (predict() runs without gradients).
+  Outputs forward(const torch::Tensor& images);
+  /// The discriminative network's logits (N,2,H,W) on [reconstruction, images]: forward()'s second
+  /// half for a given reconstruction (the pair is reflect-padded to pad_multiple, where forward()
+  /// pads the input before the reconstructive network; the same for sides that are multiples).
+  torch::Tensor segment(const torch::Tensor& reconstruction, const torch::Tensor& images);
+  /// The anomaly maps (softmax channel 1, smoothed as configured) and image scores of segmentation
+  /// logits, as predict() returns them.
+  Prediction finish(const torch::Tensor& segmentation) const;
+  /// The losses of one batch as training computes them (tests inspect them): batch.images are the
+  /// augmented images, extras["image_clean"] the targets of the reconstruction.
   LossValues losses(const Batch& batch, const torch::Device& device);
+  /// The loss terms on given outputs, with the clean images and the masks as targets.
+  LossValues losses(const Outputs& outputs, const torch::Tensor& clean, const torch::Tensor& masks) const;
 
  private:
   Options opt_;
