@@ -88,8 +88,9 @@ Draem::Options::Options() {
 
 Draem::Draem(const Options& o) : opt_(o) {
   if (opt_.losses.empty()) {
+    // loss.py SSIM() leaves val_range None: the data range comes from the reconstruction.
     opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
-                   loss_term("type = 'ssim'\nprediction = 'reconstruction'\ntarget = 'image'"),
+                   loss_term("type = 'ssim'\ndata_range = 0.0\nprediction = 'reconstruction'\ntarget = 'image'"),
                    loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nsmooth = 1e-5\n"
                              "prediction = 'segmentation'\ntarget = 'mask'")};
   }
@@ -97,28 +98,58 @@ Draem::Draem(const Options& o) : opt_(o) {
   reducer_ = make_reducer(opt_.image_score, false, "draem");
 }
 
+void Draem::build(const RunContext& ctx) {
+  seed_init(ctx, "draem/reconstructive");
+  rec_ = opt_.reconstructive.make();
+  seed_init(ctx, "draem/discriminative");
+  disc_ = opt_.discriminative.make();
+  rec_->module()->to(ctx.device);
+  disc_->module()->to(ctx.device);
+}
+
+Network& Draem::part(const std::string& name) {
+  Network* n = name == "reconstructive" ? rec_.get() : name == "discriminative" ? disc_.get() : nullptr;
+  if (!n) throw Error("draem: no part '" + name + "' (parts: reconstructive, discriminative; call build() first)");
+  return *n;
+}
+
+Draem::Outputs Draem::forward(const torch::Tensor& images) {
+  const int64_t h = images.size(2), w = images.size(3);
+  torch::Tensor xp = pad_to_multiple(images, opt_.pad_multiple);
+  torch::Tensor recp = rec_->forward(xp);
+  // train_DRAEM.py: joined_in = torch.cat((gray_rec, aug_gray_batch), dim=1).
+  torch::Tensor seg = disc_->forward(torch::cat({recp, xp}, 1));
+  return {crop_to(recp, h, w), crop_to(seg, h, w)};
+}
+
+torch::Tensor Draem::segment(const torch::Tensor& reconstruction, const torch::Tensor& images) {
+  const int64_t h = images.size(2), w = images.size(3);
+  torch::Tensor in = pad_to_multiple(torch::cat({reconstruction, images}, 1), opt_.pad_multiple);
+  return crop_to(disc_->forward(in), h, w);
+}
+
+Prediction Draem::finish(const torch::Tensor& segmentation) const {
+  // test_DRAEM.py: softmax channel 1 is the map; the image score pools it (avgpool_max).
+  torch::Tensor map = torch::softmax(segmentation, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
+  map = upsample_and_smooth(map, segmentation.size(2), segmentation.size(3), opt_.smoothing);
+  return {map, reducer_->reduce(map)};
+}
+
 LossValues Draem::losses(const Batch& batch, const torch::Device& device) {
   auto it = batch.extras.find("image_clean");
   if (it == batch.extras.end())
     throw Error("draem: training batches must carry the clean image (the synthesizer hook adds it)");
-  torch::Tensor x = batch.images.to(device);
-  const int64_t h = x.size(2), w = x.size(3);
-  torch::Tensor xp = pad_to_multiple(x, opt_.pad_multiple);
-  torch::Tensor recp = rec_->forward(xp);
-  torch::Tensor seg = crop_to(disc_->forward(torch::cat({recp, xp}, 1)), h, w);
-  torch::Tensor rec = crop_to(recp, h, w);
-  return evaluate_losses(opt_.losses, {{"reconstruction", rec}, {"segmentation", seg}},
-                         {{"image", it->second.to(device)}, {"mask", batch.masks.to(device)}});
+  return losses(forward(batch.images.to(device)), it->second.to(device), batch.masks.to(device));
+}
+
+LossValues Draem::losses(const Outputs& out, const torch::Tensor& clean, const torch::Tensor& masks) const {
+  return evaluate_losses(opt_.losses, {{"reconstruction", out.reconstruction}, {"segmentation", out.segmentation}},
+                         {{"image", clean}, {"mask", masks}});
 }
 
 void Draem::fit(FitContext& ctx) {
   require_losses(opt_.losses, "draem");
-  seed_init(ctx.run, "draem/reconstructive");
-  rec_ = opt_.reconstructive.make();
-  seed_init(ctx.run, "draem/discriminative");
-  disc_ = opt_.discriminative.make();
-  rec_->module()->to(ctx.run.device);
-  disc_->module()->to(ctx.run.device);
+  build(ctx.run);
 
   TrainSpec spec;
   spec.modules = {{"reconstructive", rec_->module()}, {"discriminative", disc_->module()}};
@@ -126,7 +157,9 @@ void Draem::fit(FitContext& ctx) {
   std::shared_ptr<Synthesizer> synth = synth_;
   spec.hook = [synth](Sample& s, std::mt19937_64& rng) {
     SynthResult r = synth->apply(s.image, rng);
-    s.extras["image_clean"] = s.image;
+    // The reconstruction target is the normal image the anomaly was added to (rotated by
+    // perlin_texture as DRAEM's data_loader.py does).
+    s.extras["image_clean"] = r.clean.defined() ? r.clean : s.image;
     s.image = r.image;
     s.mask = r.mask;
     s.has_mask = true;
@@ -142,13 +175,7 @@ Prediction Draem::predict(const Batch& batch, const RunContext& ctx) {
   torch::NoGradGuard ng;
   rec_->module()->eval();
   disc_->module()->eval();
-  torch::Tensor x = batch.images.to(ctx.device);
-  torch::Tensor xp = pad_to_multiple(x, opt_.pad_multiple);
-  torch::Tensor rec = rec_->forward(xp);
-  torch::Tensor seg = crop_to(disc_->forward(torch::cat({rec, xp}, 1)), x.size(2), x.size(3));
-  torch::Tensor map = torch::softmax(seg, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
-  map = upsample_and_smooth(map, x.size(2), x.size(3), opt_.smoothing);
-  return {map, reducer_->reduce(map)};
+  return finish(forward(batch.images.to(ctx.device)).segmentation);
 }
 
 nlohmann::json Draem::summary() const {
@@ -164,48 +191,80 @@ nlohmann::json Draem::summary() const {
 
 Riad::Options::Options() {
   trainer.epochs = 300;
-  trainer.batch_size = 8;
+  trainer.batch_size = 4;
   trainer.optimizer.kind = "adam";
   trainer.optimizer.lr = 1e-4;
   trainer.optimizer.weight_decay = 1e-5;
+  // train.py adjust_learning_rate: lr x0.1 from (1-based) epoch 250 on; floor(0.83 * 300) = 249 is
+  // the 250th epoch.
+  trainer.scheduler.kind = "multistep";
+  trainer.scheduler.milestones = {0.83};
+  trainer.scheduler.gamma = 0.1;
   smoothing.sigma = 7.0;
+  smoothing.kernel_size = 57;  // scipy gaussian_filter: radius int(4 sigma + 0.5) = 28
 }
 
 Riad::Riad(const Options& o) : opt_(o) {
   if (opt_.losses.empty()) {
+    // train.py: MSELoss + MSGMS_Loss + SSIM_Loss (C1 = 0.01^2, C2 = 0.03^2: data range 1), weights 1.
     opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
                    loss_term("type = 'msgms'\nprediction = 'reconstruction'\ntarget = 'image'"),
-                   loss_term("type = 'ssim'\nprediction = 'reconstruction'\ntarget = 'image'")};
+                   loss_term("type = 'ssim'\ndata_range = 1.0\nprediction = 'reconstruction'\ntarget = 'image'")};
   }
   if (opt_.cutout_sizes.empty()) throw ConfigError("method.cutout_sizes: give at least one cell size (RIAD: [2, 4, 8, 16])");
   reducer_ = make_reducer(opt_.image_score, false, "riad");
 }
 
-torch::Tensor Riad::inpaint(const torch::Tensor& images, int64_t k, std::mt19937_64& rng) {
-  const int64_t h = images.size(2), w = images.size(3);
+void Riad::build(const RunContext& ctx) {
+  seed_init(ctx, "riad/network");
+  net_ = opt_.network.make();
+  net_->module()->to(ctx.device);
+}
+
+Network& Riad::part(const std::string& name) {
+  if (name != "network" || !net_) throw Error("riad: no part '" + name + "' (parts: network; call build() first)");
+  return *net_;
+}
+
+torch::Tensor Riad::to_network_range(const torch::Tensor& images) const {
+  // datasets/mvtec.py: Normalize(mean 0.5, std 0.5) after ToTensor.
+  return opt_.signed_range ? images * 2 - 1 : images;
+}
+
+torch::Tensor Riad::mosaic_masks(int64_t h, int64_t w, int64_t k, std::mt19937_64& rng) const {
   if (h % k != 0 || w % k != 0)
     throw Error("riad: image size " + std::to_string(h) + "x" + std::to_string(w) +
                 " is not a multiple of the mosaic cell size " + std::to_string(k) +
                 "; choose input sizes divisible by every method.cutout_sizes value");
   const int64_t gh = h / k, gw = w / k, cells = gh * gw, sets = opt_.num_masks;
-  // Cells are shuffled and dealt into `sets` disjoint sets (RIAD, Sec. 3.1: the masks partition
-  // the image, so every pixel is inpainted exactly once).
+  // utils/gen_mask.py: a permutation of the cells, padded with -1 to a multiple of n and reshaped
+  // to n rows; row i is the set that mask i hides.
   std::vector<int64_t> order(static_cast<std::size_t>(cells));
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), rng);
-  auto assignment = torch::empty({cells}, torch::kInt64);
-  for (int64_t i = 0; i < cells; ++i) assignment[order[static_cast<std::size_t>(i)]] = i % sets;
-  assignment = assignment.view({1, 1, gh, gw}).to(torch::kFloat32);
-  assignment = torch::nn::functional::interpolate(
-      assignment, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kNearest));
-  assignment = assignment.to(images.device());
-  torch::Tensor out = torch::zeros_like(images);
-  for (int64_t s = 0; s < sets; ++s) {
-    torch::Tensor m = (assignment == static_cast<double>(s)).to(images.dtype());  // 1 = hidden
-    torch::Tensor rec = net_->forward(images * (1 - m));
-    out = out + rec * m;
+  const int64_t per_set = (cells + sets - 1) / sets;
+  std::vector<int64_t> hidden_by(static_cast<std::size_t>(cells));
+  for (int64_t i = 0; i < cells; ++i) hidden_by[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = i / per_set;
+  torch::Tensor grid = torch::tensor(hidden_by, torch::kInt64).view({1, gh, gw}).repeat_interleave(k, 1).repeat_interleave(k, 2);
+  return (grid != torch::arange(sets, torch::kInt64).view({sets, 1, 1})).to(torch::kFloat32);
+}
+
+torch::Tensor Riad::inpaint(const torch::Tensor& x, const torch::Tensor& masks) {
+  if (masks.dim() != 3 || masks.size(1) != x.size(2) || masks.size(2) != x.size(3))
+    throw Error("riad: masks " + c10::str(masks.sizes()) + " must be (S,H,W) for images " + c10::str(x.sizes()));
+  // train.py / test.py: outputs = model(data * M_i); output = sum_i outputs_i * (1 - M_i).
+  const torch::Tensor m = masks.to(x.device(), x.scalar_type());
+  torch::Tensor out;
+  for (int64_t i = 0; i < m.size(0); ++i) {
+    const torch::Tensor visible = m[i].view({1, 1, x.size(2), x.size(3)});
+    const torch::Tensor part = net_->forward(x * visible) * (1 - visible);
+    out = out.defined() ? out + part : part;
   }
   return out;
+}
+
+torch::Tensor Riad::inpaint(const torch::Tensor& x, int64_t k, std::mt19937_64& rng) {
+  return inpaint(x, mosaic_masks(x.size(2), x.size(3), k, rng));
 }
 
 int64_t Riad::multiple() const {
@@ -214,20 +273,47 @@ int64_t Riad::multiple() const {
   return m;
 }
 
+torch::Tensor Riad::raw_map(const torch::Tensor& x, const std::vector<torch::Tensor>& masks) {
+  if (masks.size() != opt_.cutout_sizes.size())
+    throw Error("riad: " + std::to_string(masks.size()) + " mask sets for " +
+                std::to_string(opt_.cutout_sizes.size()) + " cutout sizes");
+  const int64_t h = x.size(2), w = x.size(3);
+  const torch::Tensor xp = pad_to_multiple(x, multiple());
+  torch::Tensor map;
+  for (std::size_t i = 0; i < masks.size(); ++i) {
+    const int64_t k = opt_.cutout_sizes[i];
+    const torch::Tensor rec = crop_to(inpaint(xp, masks[i]), h, w);
+    // test.py: score += MSGMS_Score(data, output) / N^2, N = img_size // k.
+    const double n = static_cast<double>(xp.size(3) / k);
+    const double weight = opt_.cell_weighting == "cells" ? 1.0 / (n * n) : 1.0 / static_cast<double>(masks.size());
+    const torch::Tensor term = msgms_map(x, rec, static_cast<int>(opt_.msgms_scales)) * weight;
+    map = map.defined() ? map + term : term;
+  }
+  return map;
+}
+
+Prediction Riad::finish(const torch::Tensor& raw, int64_t height, int64_t width) const {
+  torch::Tensor map = raw.to(torch::kCPU).to(torch::kFloat32);
+  map = upsample_and_smooth(map, height, width, opt_.smoothing);
+  return {map, reducer_->reduce(map)};
+}
+
+LossValues Riad::losses(const torch::Tensor& x, const torch::Tensor& reconstruction) const {
+  return evaluate_losses(opt_.losses, {{"reconstruction", reconstruction}}, {{"image", x}});
+}
+
 void Riad::fit(FitContext& ctx) {
   require_losses(opt_.losses, "riad");
-  seed_init(ctx.run, "riad/network");
-  net_ = opt_.network.make();
-  net_->module()->to(ctx.run.device);
+  build(ctx.run);
   TrainSpec spec;
   spec.modules = {{"network", net_->module()}};
   spec.groups = {{"network", params_of(*net_)}};
   const torch::Device device = ctx.run.device;
   spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
-    torch::Tensor x = b.images.to(device);
+    torch::Tensor x = to_network_range(b.images.to(device));
     const int64_t k = opt_.cutout_sizes[std::uniform_int_distribution<std::size_t>(0, opt_.cutout_sizes.size() - 1)(rng)];
     torch::Tensor rec = crop_to(inpaint(pad_to_multiple(x, multiple()), k, rng), x.size(2), x.size(3));
-    return evaluate_losses(opt_.losses, {{"reconstruction", rec}}, {{"image", x}});
+    return losses(x, rec);
   };
   spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
   trained_ = train(ctx, opt_.trainer, spec);
@@ -237,17 +323,16 @@ Prediction Riad::predict(const Batch& batch, const RunContext& ctx) {
   if (!net_) throw Error("riad: predict() before fit()");
   torch::NoGradGuard ng;
   net_->module()->eval();
-  torch::Tensor x = batch.images.to(ctx.device);
-  torch::Tensor map = torch::zeros({x.size(0), 1, x.size(2), x.size(3)}, x.options());
+  torch::Tensor x = to_network_range(batch.images.to(ctx.device));
+  const int64_t m = multiple();
+  const int64_t hp = (x.size(2) + m - 1) / m * m, wp = (x.size(3) + m - 1) / m * m;
   // Every cell size, each with a fixed mask draw so scores do not depend on batch composition.
+  std::vector<torch::Tensor> masks;
   for (int64_t k : opt_.cutout_sizes) {
     std::mt19937_64 rng(derive_seed(ctx.seeds.experiment, "riad/inference", static_cast<uint64_t>(k)));
-    torch::Tensor rec = crop_to(inpaint(pad_to_multiple(x, multiple()), k, rng), x.size(2), x.size(3));
-    map = map + msgms_map(rec, x, static_cast<int>(opt_.msgms_scales));
+    masks.push_back(mosaic_masks(hp, wp, k, rng));
   }
-  map = (map / static_cast<double>(opt_.cutout_sizes.size())).to(torch::kCPU).to(torch::kFloat32);
-  map = upsample_and_smooth(map, x.size(2), x.size(3), opt_.smoothing);
-  return {map, reducer_->reduce(map)};
+  return finish(raw_map(x, masks), x.size(2), x.size(3));
 }
 
 nlohmann::json Riad::summary() const {

@@ -52,12 +52,15 @@ torch::Tensor MaxReducer::reduce(const torch::Tensor& maps) const {
   return std::get<0>(x.flatten(1).max(1));
 }
 
-torch::Tensor AvgPoolMaxReducer::reduce(const torch::Tensor& maps) const {
+torch::Tensor AvgPoolMaxReducer::pooled(const torch::Tensor& maps) const {
   const auto x = as_n1hw(maps, "image_score avgpool_max");
   const int64_t k = options.kernel;
-  const auto pooled = torch::avg_pool2d(x, {k, k}, {1, 1}, {k / 2, k / 2}, /*ceil_mode=*/false,
-                                        /*count_include_pad=*/true);
-  return std::get<0>(pooled.flatten(1).max(1));
+  // test_DRAEM.py: F.avg_pool2d(map, 21, stride=1, padding=21 // 2), count_include_pad left at True.
+  return torch::avg_pool2d(x, {k, k}, {1, 1}, {k / 2, k / 2}, /*ceil_mode=*/false, /*count_include_pad=*/true);
+}
+
+torch::Tensor AvgPoolMaxReducer::reduce(const torch::Tensor& maps) const {
+  return std::get<0>(pooled(maps).flatten(1).max(1));
 }
 
 torch::Tensor TopKMeanReducer::reduce(const torch::Tensor& maps) const {

@@ -192,10 +192,38 @@ PerlinTextureSynthesizer::PerlinTextureSynthesizer(const Options& options)
       options_(options),
       library_(std::make_shared<TextureLibrary>(options.folder, options.extensions, options.cache_textures)) {}
 
+SynthResult PerlinTextureSynthesizer::apply(const torch::Tensor& image, std::mt19937_64& rng,
+                                            const torch::Tensor& foreground) const {
+  // DRAEM data_loader.py transform_image: the normal image is rotated (with probability 0.3)
+  // before augment_image adds the anomaly, and the rotated image is the training target.
+  if (options_.rotate_probability <= 0 || uniform01(rng) >= options_.rotate_probability)
+    return PerlinBlendSynthesizer::apply(image, rng, foreground);
+  const double angle = uniform(rng, -options_.rotate_degrees, options_.rotate_degrees);
+  cv::Mat img = image_to_mat(image);
+  const cv::Mat rot = cv::getRotationMatrix2D(cv::Point2f((img.cols - 1) * 0.5f, (img.rows - 1) * 0.5f), angle, 1.0);
+  cv::Mat turned;
+  cv::warpAffine(img, turned, rot, img.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  torch::Tensor fg;
+  if (foreground.defined()) {
+    cv::Mat f = foreground_mat(foreground, img.rows, img.cols), ft;
+    cv::warpAffine(f, ft, rot, f.size(), cv::INTER_NEAREST, cv::BORDER_CONSTANT, cv::Scalar(0));
+    fg = mask_to_tensor(ft);
+  }
+  const torch::Tensor clean = mat_to_image(turned);
+  SynthResult r = PerlinBlendSynthesizer::apply(clean, rng, fg);
+  r.clean = clean;
+  return r;
+}
+
 cv::Mat PerlinTextureSynthesizer::make_source(const cv::Mat& image, std::mt19937_64& rng) const {
   const auto idx = static_cast<std::size_t>(uniform_int(rng, 0, static_cast<int64_t>(library_->size())));
   cv::Mat tex = library_->load(idx, image.rows, image.cols);
+  // DRAEM hands imgaug the cv2 (B,G,R) texture; the channel-wise ops do not care, the hue and
+  // brightness ops do.
+  const bool bgr = options_.channel_order == "bgr";
+  if (bgr) cv::cvtColor(tex, tex, cv::COLOR_RGB2BGR);
   draem_augment(tex, rng, options_.n_ops);
+  if (bgr) cv::cvtColor(tex, tex, cv::COLOR_BGR2RGB);
   return to_f32(tex);
 }
 

@@ -83,11 +83,11 @@ torch::Tensor prewitt_magnitude(const torch::Tensor& x) {
   return g.pow(2).sum(1, true).clamp_min(1e-12).sqrt();
 }
 
-/// 1 - GMS of two grey images at one scale: (N,1,h-2,w-2).
-torch::Tensor gms_dissimilarity(const torch::Tensor& ga, const torch::Tensor& gb) {
+/// GMS of two grey images at one scale: (N,1,h-2,w-2).
+torch::Tensor gms(const torch::Tensor& ga, const torch::Tensor& gb) {
   const torch::Tensor a = prewitt_magnitude(median3(ga));
   const torch::Tensor b = prewitt_magnitude(median3(gb));
-  return 1 - (2 * a * b + kGmsC) / (a.pow(2) + b.pow(2) + kGmsC);
+  return (2 * a * b + kGmsC) / (a.pow(2) + b.pow(2) + kGmsC);
 }
 
 torch::Tensor half(const torch::Tensor& x) { return F::avg_pool2d(x, F::AvgPool2dFuncOptions(2).stride(2)); }
@@ -151,15 +151,16 @@ torch::Tensor msgms_map(const torch::Tensor& a, const torch::Tensor& b, int scal
   check_scales(a, scales);
   torch::Tensor ga = a.mean(1, true), gb = as_prediction(b, a).mean(1, true);
   const std::vector<int64_t> size{a.size(2), a.size(3)};
+  // plutoyuxie/RIAD losses/gms_loss.py MSGMS_Score.forward: the upsampled GMS maps are summed
+  // and the map is (1 - sum) / 4, not the mean of 1 - GMS (which is larger by 3/4 everywhere).
   torch::Tensor total;
   for (int s = 0; s < scales; ++s) {
     if (s > 0) ga = half(ga), gb = half(gb);
     const torch::Tensor up = F::interpolate(
-        gms_dissimilarity(ga, gb),
-        F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
+        gms(ga, gb), F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
     total = total.defined() ? total + up : up;
   }
-  return total / scales;
+  return (1 - total) / scales;
 }
 
 // --- element-wise losses ---
@@ -277,7 +278,7 @@ torch::Tensor MSGMSLoss::forward(const torch::Tensor& p, const torch::Tensor& t,
       ga = half(ga), gb = half(gb);
       if (pixel_weights) ws = half(ws);
     }
-    const torch::Tensor d = gms_dissimilarity(ga, gb);
+    const torch::Tensor d = 1 - gms(ga, gb);
     torch::Tensor wd = ws;
     if (pixel_weights) {
       if (ws.size(2) != ga.size(2) || ws.size(3) != ga.size(3))

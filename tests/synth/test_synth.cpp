@@ -37,7 +37,10 @@ torch::Tensor test_image(int h, int w, uint64_t seed) {
 bool exactly_binary(const torch::Tensor& m) { return ((m == 0) | (m == 1)).all().item<bool>(); }
 
 // changed => mask, and inside the mask out = beta*in + (1-beta)*source (tolerance 1e-5).
-void check_mask_matches_change(const torch::Tensor& in, const SynthResult& r) {
+void check_mask_matches_change(const torch::Tensor& input, const SynthResult& r) {
+  // Synthesizers that augment the whole image first (DRAEM's rotation) report that image.
+  const torch::Tensor in = r.clean.defined() ? r.clean : input;
+  REQUIRE(in.sizes() == input.sizes());
   REQUIRE(r.mask.sizes() == torch::IntArrayRef({1, in.size(1), in.size(2)}));
   REQUIRE(exactly_binary(r.mask));
   const torch::Tensor changed = (r.image != in).any(0, true);
@@ -212,7 +215,7 @@ TEST_CASE("perlin blend synthesizers: exact masks, blend rule, beta range, deter
         CHECK(r.beta.masked_select(inside).max().item<double>() == Approx(b));
         CHECK(b >= 0.3 - 1e-6);
         CHECK(b <= 0.6 + 1e-6);
-        const torch::Tensor diff = img - r.source;
+        const torch::Tensor diff = (r.clean.defined() ? r.clean : img) - r.source;
         const torch::Tensor usable = (diff.abs() > 0.05) & inside.expand_as(diff);
         if (usable.any().item<bool>()) {
           const torch::Tensor rec = ((r.image - r.source) / diff).masked_select(usable);
@@ -344,6 +347,61 @@ TEST_CASE("transparency: mask, per-pixel transparency and hint mask", "[synth]")
   CHECK(steps.size() > 5);
   TransparencyOptions needs_folder;
   CHECK_THROWS_AS(TransparencySynthesizer(needs_folder), ConfigError);
+}
+
+TEST_CASE("perlin texture: DRAEM's rotation of the normal image and the channel order of the ops", "[synth]") {
+  // One texture with distinct channels, written to a temporary folder.
+  const auto dir = test::temp_dir("synth_rotate");
+  cv::Mat tex(24, 24, CV_8UC3);
+  for (int y = 0; y < 24; ++y)
+    for (int x = 0; x < 24; ++x) tex.at<cv::Vec3b>(y, x) = cv::Vec3b(40 + 5 * x, 200 - 4 * y, 120);
+  REQUIRE(cv::imwrite((dir / "t.png").string(), tex));
+  const torch::Tensor img = test_image(32, 32, 7);
+
+  PerlinTextureOptions o;
+  o.folder = dir.string();
+  CHECK(o.rotate_probability == Approx(0.3));  // data_loader.py: torch.rand(1) > 0.7
+  CHECK(o.rotate_degrees == Approx(90.0));
+  CHECK(o.channel_order == "bgr");
+  o.blend.anomaly_probability = 0.0;
+  {
+    const PerlinTextureSynthesizer s(o);
+    std::mt19937_64 rng(1);
+    int rotated = 0;
+    const int n = 400;
+    for (int i = 0; i < n; ++i) {
+      const SynthResult r = s.apply(img, rng);
+      CHECK(r.mask.sum().item<double>() == 0);
+      if (!r.clean.defined()) {
+        CHECK(torch::equal(r.image, img));
+        continue;
+      }
+      ++rotated;
+      // No anomaly: the output is the rotated image, which is the reconstruction target.
+      CHECK(torch::equal(r.image, r.clean));
+      CHECK_FALSE(torch::equal(r.clean, img));
+    }
+    CHECK(std::abs(rotated / double(n) - 0.3) < 4 * std::sqrt(0.21 / n));
+  }
+  o.rotate_probability = 0.0;
+  {
+    const PerlinTextureSynthesizer s(o);
+    std::mt19937_64 rng(1);
+    CHECK_FALSE(s.apply(img, rng).clean.defined());
+  }
+  // The hue and brightness ops see swapped channels under "bgr": some draws differ from "rgb".
+  o.blend.anomaly_probability = 1.0;
+  o.blend.perlin.threshold = -1.0;  // the anomaly covers the image
+  o.n_ops = 10;
+  PerlinTextureOptions rgb = o;
+  rgb.channel_order = "rgb";
+  const PerlinTextureSynthesizer as_bgr(o), as_rgb(rgb);
+  int differ = 0;
+  for (uint64_t seed = 0; seed < 6; ++seed) {
+    std::mt19937_64 a(seed), b(seed);
+    differ += torch::equal(as_bgr.apply(img, a).source, as_rgb.apply(img, b).source) ? 0 : 1;
+  }
+  CHECK(differ > 0);
 }
 
 TEST_CASE("texture folder errors name the folder", "[synth]") {

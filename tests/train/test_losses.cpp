@@ -217,15 +217,17 @@ TEST_CASE("ssim: DRAEM's automatic data range", "[loss]") {
   CHECK_THROWS_AS(make_loss("ssim", "window = 10"), ConfigError);
 }
 
-TEST_CASE("msgms: identical images give 0, a hand-computed 3x3 case", "[loss]") {
+TEST_CASE("msgms: identical images give the minimum, a hand-computed 3x3 case", "[loss]") {
   torch::manual_seed(8);
   const torch::Tensor img = torch::rand({2, 3, 32, 40}, kD);
+  // The map is RIAD's MSGMS_Score, (1 - sum of 4 GMS maps) / 4: -3/4 where the images agree.
   const torch::Tensor m = msgms_map(img, img);
   REQUIRE(m.sizes() == torch::IntArrayRef({2, 1, 32, 40}));
-  CHECK(m.abs().max().item<double>() < 1e-12);
+  CHECK((m + 0.75).abs().max().item<double>() < 1e-12);
   CHECK(std::abs(val(make_loss("msgms")->forward(img, img))) < 1e-12);
   const torch::Tensor other = torch::rand({2, 3, 32, 40}, kD);
-  CHECK(msgms_map(img, other).min().item<double>() >= 0);
+  CHECK(msgms_map(img, other).min().item<double>() >= -0.75);
+  CHECK(msgms_map(img, other).max().item<double>() > -0.75);
   CHECK(val(make_loss("msgms")->forward(img, other)) > 0.05);
 
   // b = rows (0,0,0), (1,1,1), (2,2,2). The zero-padded 3x3 median gives

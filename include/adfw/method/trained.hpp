@@ -60,11 +60,13 @@ class Draem : public Method {
       v("reconstructive", reconstructive, "reconstructive sub-network (DRAEM: autoencoder, base width 128)");
       v("discriminative", discriminative,
         "discriminative sub-network on [reconstruction, input] (DRAEM: U-Net, base 64, 2 output logits)");
-      v("synthesizer", synthesizer, "anomaly synthesizer (DRAEM: Perlin mask + DTD texture, beta in [0, 0.8])");
+      v("synthesizer", synthesizer,
+        "anomaly synthesizer (DRAEM: perlin_texture: the normal image rotated with probability 0.3, Perlin mask "
+        "+ DTD texture, beta in [0, 0.8])");
       v("losses", losses,
         "loss terms; outputs: reconstruction (N,3,H,W), segmentation (N,2,H,W) logits; targets: image (the "
-        "clean image), mask (N,1,H,W) (DRAEM: l2 + ssim on reconstruction/image, focal gamma 2 on "
-        "segmentation/mask)");
+        "clean image, as the synthesizer left it), mask (N,1,H,W) (DRAEM: l2 + ssim with data_range 0 (from the "
+        "reconstruction) on reconstruction/image, focal gamma 2 smooth 1e-5 on segmentation/mask)");
       v("trainer", trainer, "training (DRAEM: Adam 1e-4, batch 8, 700 epochs, x0.2 at 80% and 90%)");
       v("image_score", image_score, "image score from the map (DRAEM: max of the 21x21 mean-filtered map)");
       v("smoothing", smoothing, "map smoothing (DRAEM: none)");
@@ -79,8 +81,30 @@ class Draem : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
-  /// The losses of one batch as training computes them (tests inspect them).
+  /// Builds both networks on ctx.device (fit() does this; tests call it to load weights).
+  void build(const RunContext& ctx);
+  /// A network after build(): "reconstructive" or "discriminative".
+  Network& part(const std::string& name);
+  struct Outputs {
+    torch::Tensor reconstruction;  ///< (N,3,H,W)
+    torch::Tensor segmentation;    ///< (N,2,H,W) logits; softmax channel 1 is the anomaly map
+  };
+  /// Both networks on `images` (N,3,H,W) in [0, 1], in the networks' current mode. The
+  /// discriminative network sees [reconstruction, images], the reconstruction not detached, as in
+  /// train_DRAEM.py (predict() runs without gradients).
+  Outputs forward(const torch::Tensor& images);
+  /// The discriminative network's logits (N,2,H,W) on [reconstruction, images]: forward()'s second
+  /// half for a given reconstruction (the pair is reflect-padded to pad_multiple, where forward()
+  /// pads the input before the reconstructive network; the same for sides that are multiples).
+  torch::Tensor segment(const torch::Tensor& reconstruction, const torch::Tensor& images);
+  /// The anomaly maps (softmax channel 1, smoothed as configured) and image scores of segmentation
+  /// logits, as predict() returns them.
+  Prediction finish(const torch::Tensor& segmentation) const;
+  /// The losses of one batch as training computes them (tests inspect them): batch.images are the
+  /// augmented images, extras["image_clean"] the targets of the reconstruction.
   LossValues losses(const Batch& batch, const torch::Device& device);
+  /// The loss terms on given outputs, with the clean images and the masks as targets.
+  LossValues losses(const Outputs& outputs, const torch::Tensor& clean, const torch::Tensor& masks) const;
 
  private:
   Options opt_;
@@ -98,6 +122,8 @@ class Riad : public Method {
     std::vector<int64_t> cutout_sizes{2, 4, 8, 16};
     int64_t num_masks = 3;
     int64_t msgms_scales = 4;
+    std::string cell_weighting = "cells";
+    bool signed_range = true;
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
     MapSmoothingOptions smoothing;
@@ -113,10 +139,25 @@ class Riad : public Method {
       v("num_masks", num_masks, "disjoint cell sets per image; each is inpainted from the rest (RIAD: 3)",
         Check::at_least(2));
       v("msgms_scales", msgms_scales, "scales of the MSGMS anomaly map (RIAD: 4)", Check::at_least(1));
+      v("cell_weighting", cell_weighting,
+        "how the MSGMS maps of the cell sizes are added up: \"cells\" weights cell size k by 1/N^2 with "
+        "N = image width / k, so the coarsest cells dominate (RIAD test.py: \"cells\"); \"equal\" takes "
+        "their plain mean",
+        Check::one_of({"cells", "equal"}));
+      v("signed_range", signed_range,
+        "map the [0, 1] input images (input.normalize = \"none\") to [-1, 1] for the network, the losses and "
+        "the map, so hidden cells are mid-grey and the SSIM and GMS constants sit where the reference put "
+        "them (RIAD datasets/mvtec.py Normalize(0.5, 0.5) with a tanh output: true); false = use the [0, 1] "
+        "images as they arrive (hidden cells black)");
       v("losses", losses,
-        "loss terms; output reconstruction (N,3,H,W), target image (RIAD: l2 + msgms + ssim, weights 1)");
-      v("trainer", trainer, "training (RIAD: Adam 1e-4, weight decay 1e-5, batch 8, 300 epochs)");
-      v("smoothing", smoothing, "map smoothing (RIAD: Gaussian sigma 7)");
+        "loss terms; output reconstruction (N,3,H,W), target image, both in the network's range (RIAD: l2 + "
+        "msgms + ssim with data_range 1, weights 1)");
+      v("trainer", trainer,
+        "training (RIAD: Adam 1e-4, weight decay 1e-5, batch 4, 300 epochs, lr x0.1 from epoch 250 of 300: "
+        "multistep at 0.83, the 250th epoch)");
+      v("smoothing", smoothing,
+        "map smoothing (RIAD test.py: scipy gaussian_filter sigma 7, mirrored borders, truncated at 4 sigma: "
+        "kernel 57)");
       v("image_score", image_score, "image score from the map (RIAD: max)");
       v("pad_multiple", pad_multiple,
         "inputs are reflect-padded to multiples of this and of every cutout size, outputs cropped back "
@@ -125,12 +166,33 @@ class Riad : public Method {
     }
   };
   explicit Riad(const Options& o);
+  /// Images arrive in [0, 1]; to_network_range() maps them to the reference's [-1, 1].
   std::string normalization() const override { return "none"; }
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
-  /// Inpaints `images` (N,3,H,W) with cells of side k split into num_masks sets drawn from `rng`.
-  torch::Tensor inpaint(const torch::Tensor& images, int64_t k, std::mt19937_64& rng);
+  /// Builds the network on ctx.device (fit() does this; tests call it to load weights).
+  void build(const RunContext& ctx);
+  /// The network after build(): "network".
+  Network& part(const std::string& name);
+  /// [0, 1] images as the network, the losses and the map see them ([-1, 1] with signed_range).
+  torch::Tensor to_network_range(const torch::Tensor& images) const;
+  /// One mosaic (utils/gen_mask.py): (num_masks,H,W) float masks, 1 = visible. The k x k cells are
+  /// shuffled and cut into num_masks consecutive runs of ceil(cells / num_masks) (the last one
+  /// shorter); mask i hides run i, so every cell is hidden by exactly one mask.
+  torch::Tensor mosaic_masks(int64_t height, int64_t width, int64_t k, std::mt19937_64& rng) const;
+  /// sum_i net(x * M_i) * (1 - M_i) for masks (S,H,W) of x's size (1 = visible).
+  torch::Tensor inpaint(const torch::Tensor& x, const torch::Tensor& masks);
+  /// Inpaints x (N,3,H,W) with cells of side k split into num_masks sets drawn from `rng`.
+  torch::Tensor inpaint(const torch::Tensor& x, int64_t k, std::mt19937_64& rng);
+  /// The anomaly map before smoothing (N,1,H,W): for each cell size cutout_sizes[i], the MSGMS map
+  /// (msgms_map, RIAD's MSGMS_Score) between x and its inpainting with masks[i], weighted as
+  /// cell_weighting says. x in the network's range; masks[i] sized as x padded for the network.
+  torch::Tensor raw_map(const torch::Tensor& x, const std::vector<torch::Tensor>& masks);
+  /// Smoothing of a raw map and its image scores, as predict() returns them.
+  Prediction finish(const torch::Tensor& raw_map, int64_t height, int64_t width) const;
+  /// The loss terms on a reconstruction of x (both in the network's range).
+  LossValues losses(const torch::Tensor& x, const torch::Tensor& reconstruction) const;
 
  private:
   int64_t multiple() const;

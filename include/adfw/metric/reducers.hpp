@@ -54,6 +54,9 @@ struct AvgPoolMaxReducer : ImageScoreReducer {
   using Options = AvgPoolMaxOptions;
   explicit AvgPoolMaxReducer(const Options& o = {}) : options(o) {}
   torch::Tensor reduce(const torch::Tensor& maps) const override;
+  /// The mean-filtered maps (N,1,H,W) whose maximum reduce() takes; the zero padding counts in the
+  /// mean (avg_pool2d's count_include_pad), so values near the border are damped as in DRAEM.
+  torch::Tensor pooled(const torch::Tensor& maps) const;
   Options options;
 };
 

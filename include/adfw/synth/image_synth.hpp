@@ -83,6 +83,9 @@ struct PerlinTextureOptions {
   std::string folder;
   std::vector<std::string> extensions{".jpg", ".jpeg", ".png", ".bmp"};
   int n_ops = 3;
+  std::string channel_order = "bgr";
+  double rotate_probability = 0.3;
+  double rotate_degrees = 90.0;
   bool cache_textures = false;
   BlendOptions blend;
 
@@ -92,18 +95,36 @@ struct PerlinTextureOptions {
     v("extensions", extensions, "file name endings counted as images (case-insensitive)");
     v("n_ops", n_ops, "number of distinct DRAEM augmentation ops applied to each texture (DRAEM: 3 of 10)",
       Check::range(0, 10));
+    v("channel_order", channel_order,
+      "channel order the texture augmentations see: \"bgr\" as DRAEM (data_loader.py reads textures with "
+      "cv2.imread, B,G,R, and imgaug's colour-space ops AddToHueAndSaturation and MultiplyAndAddToBrightness "
+      "take them for R,G,B, so their hue and brightness act on swapped channels) or \"rgb\" (the ops' "
+      "intended colour meaning) (DRAEM: \"bgr\")",
+      Check::one_of({"bgr", "rgb"}));
+    v("rotate_probability", rotate_probability,
+      "probability that the normal image itself is first rotated about its centre by an angle drawn from "
+      "U(-rotate_degrees, rotate_degrees), bilinear, black corners; the rotated image is then both the "
+      "reconstruction target and what the anomaly is added to (DRAEM data_loader.py transform_image: "
+      "iaa.Affine(rotate=(-90, 90)) when torch.rand(1) > 0.7, i.e. 0.3; 0 = off)",
+      Check::range(0, 1));
+    v("rotate_degrees", rotate_degrees, "largest rotation angle of the normal image in degrees (DRAEM: 90)",
+      Check::range(0, 180));
     v("cache_textures", cache_textures,
       "keep decoded textures in memory (faster; about 0.2 MB per 256-px texture)");
     blend.fields(v);
   }
 };
 
-/// DRAEM: textures from a folder, augmented with 3 of DRAEM's 10 ops.
+/// DRAEM: textures from a folder, augmented with 3 of DRAEM's 10 ops; the normal image may be
+/// rotated first (SynthResult::clean holds it then).
 class PerlinTextureSynthesizer final : public PerlinBlendSynthesizer {
  public:
   using Options = PerlinTextureOptions;
   explicit PerlinTextureSynthesizer(const Options& options);
   const TextureLibrary& library() const { return *library_; }
+  using Synthesizer::apply;
+  SynthResult apply(const torch::Tensor& image, std::mt19937_64& rng,
+                    const torch::Tensor& foreground) const override;
 
  protected:
   cv::Mat make_source(const cv::Mat& image, std::mt19937_64& rng) const override;

@@ -21,6 +21,10 @@ struct SynthResult {
   /// the mask. Undefined for synthesizers that do not blend (cutpaste).
   torch::Tensor beta;
   torch::Tensor source;  ///< (3,H,W) anomaly appearance that was blended in, or undefined
+  /// (3,H,W) the normal image after the synthesizer's image-level augmentation (DRAEM rotates it
+  /// before adding the anomaly): what `image` was made from and what a reconstruction should
+  /// reproduce. Undefined when that is the input image itself.
+  torch::Tensor clean;
   /// (1,H,W) extra mask some methods feed to the network (TransFusion's drawn-threshold mask
   /// "mask_c"), or undefined.
   torch::Tensor hint_mask;

@@ -42,15 +42,15 @@ torch::Tensor weighted_mean(const torch::Tensor& loss, const torch::Tensor& weig
 torch::Tensor ssim_map(const torch::Tensor& a, const torch::Tensor& b, int window = 11, double sigma = 1.5,
                        double data_range = 1.0);
 
-/// Multi-scale gradient magnitude dissimilarity (N,1,H,W) of images a and b (N,C,H,W): the mean
-/// over `scales` scales of 1 - GMS, each scale's map resized bilinearly (align_corners false)
-/// to H x W. Per scale (RIAD; plutoyuxie/RIAD losses/gms_loss.py): images are made grey by the
+/// Multi-scale gradient magnitude dissimilarity (N,1,H,W) of images a and b (N,C,H,W), as RIAD's
+/// MSGMS_Score (plutoyuxie/RIAD losses/gms_loss.py): (1 - sum_s GMS_s) / scales, each scale's GMS
+/// map resized bilinearly (align_corners false) to H x W. Identical images give (1 - scales) /
+/// scales (-3/4 for 4 scales), not 0. Per scale: images are made grey by the
 /// channel mean, scale s is avg_pool(2, stride 2) applied s times, each grey image goes through
 /// a 3x3 median filter (zero padding, as kornia's MedianBlur) and Prewitt filters
 /// ([-1 0 1] x3 rows and [1 1 1; 0 0 0; -1 -1 -1], both / 3, no padding), g = sqrt(gx^2 + gy^2),
-/// GMS = (2 g_a g_b + c) / (g_a^2 + g_b^2 + c) with c = 0.0026. The reference's MSGMS_Score
-/// returns (1 - sum_s GMS_s) / 4, which is this map minus the constant 3/4.
-/// g is floored at 1e-6 so the square root keeps a finite gradient on flat regions.
+/// GMS = (2 g_a g_b + c) / (g_a^2 + g_b^2 + c) with c = 0.0026 (the reference's constant, which
+/// sits relative to RIAD's [-1, 1] images). g is floored at 1e-6 so the square root keeps a finite gradient on flat regions.
 /// Every scale must keep at least 3 x 3 pixels (H, W >= 3 * 2^(scales-1)).
 torch::Tensor msgms_map(const torch::Tensor& a, const torch::Tensor& b, int scales = 4);
 
@@ -171,7 +171,9 @@ struct SSIMOptions {
     v("sigma", sigma, "standard deviation of the Gaussian window in pixels (default 1.5)", Check::positive());
     v("data_range", data_range,
       "dynamic range L of the pixel values, in C1 = (0.01 L)^2 and C2 = (0.03 L)^2; 0 = DRAEM's automatic "
-      "rule from the prediction: (max > 128 ? 255 : 1) - (min < -0.5 ? -1 : 0) (default 1.0)",
+      "rule from the prediction: (max > 128 ? 255 : 1) - (min < -0.5 ? -1 : 0) (DRAEM loss.py SSIM, "
+      "val_range=None: 0, DRAEM's default loss list uses it; RIAD ssim_loss.py fixes C1 = 0.01^2, "
+      "C2 = 0.03^2: 1) (default 1.0)",
       Check::at_least(0));
   }
 };
