@@ -30,6 +30,22 @@ double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
   return err / scale;
 }
 
+double loss_term_value(const LossValues& v, const std::string& label) {
+  for (const auto& [name, value] : v.terms)
+    if (name == label) return value;
+  FAIL("loss term missing: " << label);
+  return 0;
+}
+
+torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat64); }
+
+torch::Tensor parameter(const torch::nn::Module& module, const std::string& name) {
+  for (const auto& p : module.named_parameters())
+    if (p.key() == name) return p.value();
+  FAIL("no parameter " << name);
+  return {};
+}
+
 void check_parity(const torch::Tensor& got, const torch::Tensor& want, const std::string& what, double tol) {
   INFO(what << ": got " << got.sizes() << ", reference " << want.sizes());
   REQUIRE(got.sizes() == want.sizes());

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "adfw/core/checkpoint.hpp"
+#include "adfw/train/loss.hpp"
 #include "support.hpp"
 
 namespace adfw::test {
@@ -33,6 +34,15 @@ double relative_error(const torch::Tensor& got, const torch::Tensor& want);
 /// CHECKs shapes and max|got - want| <= tol * max|want|; the message names `what` and the error.
 void check_parity(const torch::Tensor& got, const torch::Tensor& want, const std::string& what,
                   double tol = kForwardTol);
+
+/// The value of loss term `label` in `v`; FAILs naming it when absent.
+double loss_term_value(const LossValues& v, const std::string& label);
+
+/// A 0-dim float64 tensor (loss values against the fixtures' 0-dim tensors).
+torch::Tensor scalar(double v);
+
+/// Parameter `name` of `module` (its state_dict name); FAILs naming it when absent.
+torch::Tensor parameter(const torch::nn::Module& module, const std::string& name);
 
 /// CHECKs exact equality (integer tensors, binary masks).
 void check_equal(const torch::Tensor& got, const torch::Tensor& want, const std::string& what);

@@ -26,17 +26,10 @@
 using namespace adfw;
 using adfw::test::check_parity;
 using adfw::test::fixture;
+using adfw::test::loss_term_value;
+using adfw::test::scalar;
 
 namespace {
-
-double term(const LossValues& v, const std::string& label) {
-  for (const auto& [name, value] : v.terms)
-    if (name == label) return value;
-  FAIL("no loss term " << label);
-  return 0;
-}
-
-torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat64); }
 
 Draem::Options draem_options() {
   // perlin_self: the synthesizer is not used here and needs no texture folder.
@@ -125,9 +118,9 @@ TEST_CASE("draem parity: training step (outputs, l2 / ssim / focal / total, grad
   SECTION("the whole float32 step: loss values, reconstructive gradients") {
     auto d = make_draem(f.weights, true);
     const LossValues v = d->losses(b, torch::kCPU);
-    check_parity(scalar(term(v, "l2:reconstruction")), fixture(io, "train.loss.l2"), "train.loss.l2");
-    check_parity(scalar(term(v, "ssim:reconstruction")), fixture(io, "train.loss.ssim"), "train.loss.ssim");
-    check_parity(scalar(term(v, "focal:segmentation")), fixture(io, "train.loss.focal"), "train.loss.focal");
+    check_parity(scalar(loss_term_value(v, "l2:reconstruction")), fixture(io, "train.loss.l2"), "train.loss.l2");
+    check_parity(scalar(loss_term_value(v, "ssim:reconstruction")), fixture(io, "train.loss.ssim"), "train.loss.ssim");
+    check_parity(scalar(loss_term_value(v, "focal:segmentation")), fixture(io, "train.loss.focal"), "train.loss.focal");
     check_parity(v.total, fixture(io, "train.loss.total"), "train.loss.total");
     v.total.backward();
     check_grads(*d, io, "reconstructive",
@@ -143,7 +136,8 @@ TEST_CASE("draem parity: training step (outputs, l2 / ssim / focal / total, grad
     check_parity(torch::softmax(seg, 1), fixture(io, "train.mask_softmax"), "train.mask_softmax");
     // Draem's own loss terms; the discriminative parameters get their gradient from the focal term.
     const LossValues v = d->losses(Draem::Outputs{rec, seg}, b.extras.at("image_clean"), b.masks);
-    check_parity(scalar(term(v, "focal:segmentation")), fixture(io, "train.loss.focal"), "train.loss.focal (given rec)");
+    check_parity(scalar(loss_term_value(v, "focal:segmentation")), fixture(io, "train.loss.focal"),
+                 "train.loss.focal (given rec)");
     check_parity(v.total, fixture(io, "train.loss.total"), "train.loss.total (given rec)");
     v.total.backward();
     check_grads(*d, io, "discriminative");
@@ -192,5 +186,5 @@ TEST_CASE("draem: the default SSIM term takes its data range from the reconstruc
   const double dynamic = (1 - ssim_map(rec, clean, 11, 1.5, 2.0)).mean().item<double>();
   const double fixed = (1 - ssim_map(rec, clean, 11, 1.5, 1.0)).mean().item<double>();
   REQUIRE(std::abs(dynamic - fixed) > 1e-3);
-  CHECK(term(d->losses(b, torch::kCPU), "ssim:reconstruction") == Approx(dynamic).epsilon(1e-5));
+  CHECK(loss_term_value(d->losses(b, torch::kCPU), "ssim:reconstruction") == Approx(dynamic).epsilon(1e-5));
 }

@@ -9,17 +9,10 @@
 using namespace adfw;
 using adfw::test::check_parity;
 using adfw::test::fixture;
+using adfw::test::loss_term_value;
+using adfw::test::scalar;
 
 namespace {
-
-double term(const LossValues& v, const std::string& label) {
-  for (const auto& [name, value] : v.terms)
-    if (name == label) return value;
-  FAIL("no loss term " << label);
-  return 0;
-}
-
-torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat64); }
 
 Riad::Options riad_options() {
   Riad::Options o;
@@ -67,9 +60,9 @@ TEST_CASE("riad parity: U-Net, mosaic inpainting, MSGMS maps, score, losses", "[
   check_parity(pred.scores, fixture(io, "image_score_raw"), "image_score_raw");
 
   const LossValues v = riad.losses(x, fixture(io, "k2.reconstruction"));
-  check_parity(scalar(term(v, "l2:reconstruction")), fixture(io, "train.loss.l2"), "train.loss.l2");
-  check_parity(scalar(term(v, "msgms:reconstruction")), fixture(io, "train.loss.gms"), "train.loss.gms");
-  check_parity(scalar(term(v, "ssim:reconstruction")), fixture(io, "train.loss.ssim"), "train.loss.ssim");
+  check_parity(scalar(loss_term_value(v, "l2:reconstruction")), fixture(io, "train.loss.l2"), "train.loss.l2");
+  check_parity(scalar(loss_term_value(v, "msgms:reconstruction")), fixture(io, "train.loss.gms"), "train.loss.gms");
+  check_parity(scalar(loss_term_value(v, "ssim:reconstruction")), fixture(io, "train.loss.ssim"), "train.loss.ssim");
   check_parity(v.total, fixture(io, "train.loss.total"), "train.loss.total");
 
   // Last: a train-mode pass updates the BatchNorm running statistics.

@@ -12,6 +12,7 @@
 using namespace adfw;
 using test::check_parity;
 using test::fixture;
+using test::parameter;
 using test::kGradTol;
 
 namespace {
@@ -41,13 +42,6 @@ void load_weights(SuperSimpleNet& s, const StateDict& w) {
   load_into(*s.part("adaptor").module(), {{"projection.weight", proj.at("weight")}, {"projection.bias", proj.at("bias")}},
             "pre_projection.layers.0fc.*");
   test::load_prefixed(*s.part("segmentation").module(), w, "discriminator.");
-}
-
-torch::Tensor param(Network& net, const std::string& name) {
-  for (const auto& p : net.module()->named_parameters())
-    if (p.key() == name) return p.value();
-  FAIL("no parameter " << name);
-  return {};
 }
 
 /// (N,C,h,w) -> patch rows (N*h*w, C) in the reference's (image, y, x) order.
@@ -107,9 +101,9 @@ TEST_CASE("simplenet parity: embedding, inference, image score and one discrimin
     lv.total.backward();
     for (const char* name : {"body.block1.0.weight", "body.block1.1.weight", "body.block1.1.bias", "tail.weight"}) {
       const std::string ref = std::string("train.grad.discriminator.") + name;
-      check_parity(param(net.part("segmentation"), name).grad(), fixture(io, ref), ref, kGradTol);
+      check_parity(parameter(*net.part("segmentation").module(), name).grad(), fixture(io, ref), ref, kGradTol);
     }
-    check_parity(param(net.part("adaptor"), "projection.weight").grad().view({16, 16}),
+    check_parity(parameter(*net.part("adaptor").module(), "projection.weight").grad().view({16, 16}),
                  fixture(io, "train.grad.pre_projection.layers.0fc.weight"), "train.grad.pre_projection.layers.0fc.weight",
                  kGradTol);
   }

@@ -14,6 +14,8 @@ using namespace adfw;
 using test::check_equal;
 using test::check_parity;
 using test::fixture;
+using test::scalar;
+using test::parameter;
 using test::kGradTol;
 
 namespace {
@@ -49,13 +51,6 @@ void load_weights(SuperSimpleNet& ssn, const StateDict& w) {
   load_into(*ssn.part("classification").module(),
             select(w, {"discriminator.dec_head.", "discriminator.fc_score."}, "discriminator."),
             "discriminator.dec_head.*, fc_score.*");
-}
-
-torch::Tensor param(Network& net, const std::string& name) {
-  for (const auto& p : net.module()->named_parameters())
-    if (p.key() == name) return p.value();
-  FAIL("no parameter " << name);
-  return {};
 }
 
 }  // namespace
@@ -125,7 +120,6 @@ TEST_CASE("supersimplenet parity: aggregation, training step, losses, gradients 
 
     const LossValues lv = ssn.losses(st);
     REQUIRE(lv.terms.size() == 3);
-    const auto scalar = [](double v) { return torch::tensor(v, torch::kFloat64); };
     check_parity(scalar(lv.terms[0].second),
                  fixture(io, "train.loss.trunc_normal") + fixture(io, "train.loss.trunc_anomalous"),
                  "truncated_l1 = train.loss.trunc_normal + trunc_anomalous");
@@ -141,9 +135,9 @@ TEST_CASE("supersimplenet parity: aggregation, training step, losses, gradients 
         {"classification", "fc_score.weight"},  {"classification", "fc_score.bias"}};
     for (const auto& [part, name] : grads) {
       const std::string ref = part == "adaptor" ? "train.grad.feature_adaptor." + name : "train.grad.discriminator." + name;
-      check_parity(param(ssn.part(part), name).grad(), fixture(io, ref), ref, kGradTol);
+      check_parity(parameter(*ssn.part(part).module(), name).grad(), fixture(io, ref), ref, kGradTol);
     }
-    check_parity(param(ssn.part("classification"), "dec_head.0.weight").grad().slice(0, 0, 16),
+    check_parity(parameter(*ssn.part("classification").module(), "dec_head.0.weight").grad().slice(0, 0, 16),
                  fixture(io, "train.grad.discriminator.dec_head.0.weight[:16]"),
                  "train.grad.discriminator.dec_head.0.weight[:16]", kGradTol);
   }

@@ -15,6 +15,8 @@ using namespace adfw;
 using adfw::test::check_equal;
 using adfw::test::check_parity;
 using adfw::test::fixture;
+using adfw::test::loss_term_value;
+using adfw::test::scalar;
 using adfw::test::kGradTol;
 
 namespace {
@@ -41,15 +43,6 @@ std::unique_ptr<TransFusion> make_transfusion(const StateDict& weights) {
   test::load_prefixed(*tf->module(), w, "model.");
   return tf;
 }
-
-double term(const LossValues& v, const std::string& label) {
-  for (const auto& [name, value] : v.terms)
-    if (name == label) return value;
-  FAIL("loss term missing: " << label);
-  return 0;
-}
-
-torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat64); }
 
 }  // namespace
 
@@ -103,16 +96,16 @@ TEST_CASE("transfusion parity: training step (losses, heads, targets, gradients)
                "train.aux.focal_no_alpha_mean");
 
   const LossValues& v = s.losses;
-  const double focal_mean = term(v, "focal:mask_logits"), smooth = term(v, "smooth_l1:mask");
-  const double ssim = term(v, "ssim:normal"), l1 = term(v, "l1:normal");
-  check_parity(scalar(term(v, "l2:noise")), fixture(io, "train.loss.anomaly"), "train.loss.anomaly");
+  const double focal_mean = loss_term_value(v, "focal:mask_logits"), smooth = loss_term_value(v, "smooth_l1:mask");
+  const double ssim = loss_term_value(v, "ssim:normal"), l1 = loss_term_value(v, "l1:normal");
+  check_parity(scalar(loss_term_value(v, "l2:noise")), fixture(io, "train.loss.anomaly"), "train.loss.anomaly");
   check_parity(scalar(focal_mean), fixture(io, "train.loss.focal_mean"), "train.loss.focal_mean");
   check_parity(scalar(smooth), fixture(io, "train.loss.smooth_l1"), "train.loss.smooth_l1");
   check_parity(scalar(5 * focal_mean + smooth), fixture(io, "train.loss.mask"), "train.loss.mask");
   check_parity(scalar(ssim), fixture(io, "train.loss.ssim"), "train.loss.ssim");
   check_parity(scalar(l1), fixture(io, "train.loss.l1"), "train.loss.l1");
   check_parity(scalar(ssim + l1), fixture(io, "train.loss.normal"), "train.loss.normal");
-  check_parity(scalar(term(v, "l2:next")), fixture(io, "train.loss.img"), "train.loss.img");
+  check_parity(scalar(loss_term_value(v, "l2:next")), fixture(io, "train.loss.img"), "train.loss.img");
   check_parity(v.total, fixture(io, "train.loss.total"), "train.loss.total");
 
   v.total.backward();
