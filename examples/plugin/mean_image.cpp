@@ -40,6 +40,15 @@ class MeanImage : public adfw::Method {
     std_ = ((sum_sq / n) - (sum / n).pow(2)).clamp_min(0).sqrt().clamp_min(opt_.min_std).to(torch::kFloat32);
   }
 
+  // The fitted state (written to model.safetensors; `adfw predict` and adfw::Predictor load it).
+  adfw::StateDict state() const override { return {{"mean", mean_}, {"std", std_}}; }
+  void load_state(const adfw::StateDict& s, const adfw::RunContext&, const std::string& source) override {
+    for (const char* k : {"mean", "std"})
+      if (!s.count(k)) throw adfw::Error(source + ": no tensor '" + k + "' (not a mean_image state)");
+    mean_ = s.at("mean");
+    std_ = s.at("std");
+  }
+
   adfw::Prediction predict(const adfw::Batch& b, const adfw::RunContext&) override {
     auto z = ((b.images - mean_) / std_).abs().amax(1, /*keepdim=*/true);  // (N,1,H,W)
     return {z, z.flatten(1).amax(1)};

@@ -223,4 +223,51 @@ void save_checkpoint(const torch::nn::Module& module, const std::filesystem::pat
   save_state_dict(state_dict_of(module), path, metadata);
 }
 
+StateLayout& StateLayout::module(const std::string& prefix, torch::nn::Module& module) {
+  modules_.emplace_back(prefix, &module);
+  return *this;
+}
+
+StateLayout& StateLayout::tensor(const std::string& name, torch::Tensor& tensor) {
+  tensors_.emplace_back(name, &tensor);
+  return *this;
+}
+
+StateDict StateLayout::save() const {
+  StateDict out;
+  for (const auto& [prefix, m] : modules_)
+    for (const auto& [k, t] : state_dict_of(*m)) out.emplace(prefix + "." + k, t);
+  for (const auto& [name, t] : tensors_) {
+    if (!t->defined()) throw Error("state: '" + name + "' is empty (save the state after fitting)");
+    out.emplace(name, t->detach());
+  }
+  return out;
+}
+
+void StateLayout::load(const StateDict& state, const std::string& source, const torch::Device& device) const {
+  KeyReport all;
+  std::set<std::string> used;
+  std::vector<StateDict> parts(modules_.size());
+  for (std::size_t i = 0; i < modules_.size(); ++i) {
+    const std::string p = modules_[i].first + ".";
+    for (const auto& [k, t] : state)
+      if (k.rfind(p, 0) == 0) {
+        parts[i].emplace(k.substr(p.size()), t);
+        used.insert(k);
+      }
+    const KeyReport r = compare_keys(*modules_[i].second, parts[i]);
+    for (const auto& k : r.missing) all.missing.push_back(p + k);
+    for (const auto& k : r.mismatched) all.mismatched.push_back(p + k);
+  }
+  for (const auto& [name, t] : tensors_) {
+    if (state.count(name)) used.insert(name);
+    else all.missing.push_back(name);
+  }
+  for (const auto& [k, t] : state)
+    if (!used.count(k) && !is_bookkeeping(k)) all.unexpected.push_back(k);
+  if (!all.ok(true)) throw Error(all.describe(source));
+  for (std::size_t i = 0; i < modules_.size(); ++i) load_into(*modules_[i].second, parts[i], source, false);
+  for (const auto& [name, t] : tensors_) *t = state.at(name).to(device).clone();
+}
+
 }  // namespace adfw

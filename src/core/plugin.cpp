@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -24,6 +26,27 @@ std::mutex& plugin_mutex() {
 std::vector<fs::path>& loaded() {
   static auto* v = new std::vector<fs::path>();
   return *v;
+}
+/// The folder of the shared library this function is in (libadfw), for programs that link adfw
+/// from elsewhere: the built-in plugins sit in <libdir>/adfw/plugins (build tree and install).
+fs::path library_dir() {
+  // The mapping of /proc/self/maps that holds this function's code names the file it came from
+  // (dladdr may give the bare soname when the library was found through a run path).
+  const auto here = reinterpret_cast<std::uintptr_t>(&library_dir);
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::uintptr_t begin = 0, end = 0;
+    char dash = 0;
+    std::istringstream in(line);
+    if (!(in >> std::hex >> begin >> dash >> end) || here < begin || here >= end) continue;
+    const std::size_t slash = line.find('/');
+    if (slash == std::string::npos) return {};
+    std::error_code ec;
+    const fs::path lib = fs::canonical(line.substr(slash), ec);
+    return ec ? fs::path() : lib.parent_path();
+  }
+  return {};
 }
 fs::path exe_dir() {
   std::error_code ec;
@@ -64,6 +87,11 @@ std::vector<fs::path> default_plugin_locations() {
   std::vector<fs::path> out;
   const fs::path here = exe_dir();
   if (!here.empty()) out.push_back(here.parent_path() / ADFW_PLUGIN_SUBDIR);
+  // ADFW_PLUGIN_SUBDIR is "lib/adfw/plugins" below the prefix; libadfw itself lives in <prefix>/lib.
+  if (const fs::path lib = library_dir(); !lib.empty()) {
+    const fs::path beside = lib / fs::path(ADFW_PLUGIN_SUBDIR).lexically_relative("lib");
+    if (std::find(out.begin(), out.end(), beside) == out.end()) out.push_back(beside);
+  }
   if (const char* env = std::getenv("ADFW_PLUGIN_PATH")) {
     std::stringstream ss(env);
     std::string item;

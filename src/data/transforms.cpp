@@ -80,14 +80,10 @@ Transform::Transform(TransformOptions o) : opt_(std::move(o)) {
 }
 
 DecodedImage Transform::decode(const SampleInfo& info) const {
-  DecodedImage d;
   const int flags = opt_.grayscale_to_rgb ? cv::IMREAD_COLOR : cv::IMREAD_ANYCOLOR;
   cv::Mat raw = cv::imread(info.path, flags);
   if (raw.empty()) throw Error("cannot decode image " + info.path + " (missing, truncated or not an image)");
-  if (raw.depth() != CV_8U) raw.convertTo(raw, CV_8U, raw.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
-  if (raw.channels() == 3) cv::cvtColor(raw, d.image, cv::COLOR_BGR2RGB);
-  else if (raw.channels() == 4) cv::cvtColor(raw, d.image, cv::COLOR_BGRA2RGB);
-  else d.image = raw;
+  DecodedImage d = from_image(raw, info.path);
   if (!info.mask_path.empty()) {
     cv::Mat m = cv::imread(info.mask_path, cv::IMREAD_GRAYSCALE);
     if (m.empty()) throw Error("cannot decode mask " + info.mask_path + " (of image " + info.path + ")");
@@ -101,6 +97,22 @@ DecodedImage Transform::decode(const SampleInfo& info) const {
   } else {
     d.mask = cv::Mat::zeros(d.image.size(), CV_8U);
   }
+  return d;
+}
+
+DecodedImage Transform::from_image(const cv::Mat& image, const std::string& label) const {
+  if (image.empty()) throw Error("image " + label + " is empty");
+  const int c = image.channels();
+  if (c != 1 && c != 3 && c != 4)
+    throw Error("image " + label + " has " + std::to_string(c) + " channels; expected 1 (grey), 3 (BGR) or 4 (BGRA)");
+  cv::Mat raw = image;
+  if (raw.depth() != CV_8U) raw.convertTo(raw, CV_8U, raw.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
+  DecodedImage d;
+  if (c == 3) cv::cvtColor(raw, d.image, cv::COLOR_BGR2RGB);
+  else if (c == 4) cv::cvtColor(raw, d.image, cv::COLOR_BGRA2RGB);
+  else if (opt_.grayscale_to_rgb) cv::cvtColor(raw, d.image, cv::COLOR_GRAY2RGB);
+  else d.image = raw.clone();
+  d.mask = cv::Mat::zeros(d.image.size(), CV_8U);
   return d;
 }
 

@@ -77,7 +77,7 @@ TransformOptions resolve_input(const ExperimentOptions& e, const Method& method)
   return t;
 }
 
-nlohmann::json run_in_folder(const ExperimentOptions& e, const LoadedConfig& config, const RunFolder& folder,
+nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& resolved_config, const RunFolder& folder,
                              const RunRequest& req, int threads) {
   RunContext ctx;
   ctx.dir = folder.dir();
@@ -103,6 +103,13 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const LoadedConfig& con
   const auto t0 = std::chrono::steady_clock::now();
   method->fit(fit);
   const double fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // The fitted model beside the config that built it: loading it into a method made from that
+  // config (Method::load_state) gives this run's maps without fitting again.
+  save_state_dict(method->state(), folder.file("model.safetensors"),
+                  {{"format", "adfw-model/1"},
+                   {"method", e.method.type()},
+                   {"config", resolved_config},
+                   {"summary", method->summary().dump()}});
 
   // Inference over the test split.
   LoaderOptions lo;
@@ -151,7 +158,6 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const LoadedConfig& con
     metrics["reference"] = nlohmann::json::parse(os.str());
   }
   write_json(folder.file("metrics.json"), metrics);
-  (void)config;
   return metrics;
 }
 
@@ -165,14 +171,14 @@ nlohmann::json run_experiment(const LoadedConfig& config, const RunRequest& req)
   set_log_file(folder.file("log.txt"));
   // The resolved config (every default filled in) is what ran: `adfw run <folder>/config.toml`
   // repeats the run as is.
-  toml::table resolved = write_options(e);
-  write_file_atomic(folder.file("config.toml"), "# resolved by adfw: every option of this run, defaults included\n" +
-                                                    to_toml_string(resolved));
+  const std::string resolved = "# resolved by adfw: every option of this run, defaults included\n" +
+                               to_toml_string(write_options(e));
+  write_file_atomic(folder.file("config.toml"), resolved);
   write_json(folder.file("env.json"), environment_info(resolve_device(e.device).str(), threads, e.seed));
   folder.set_state(RunState::running);
   log_info("run folder: " + folder.dir().string());
   try {
-    nlohmann::json m = run_in_folder(e, config, folder, req, threads);
+    nlohmann::json m = run_in_folder(e, resolved, folder, req, threads);
     folder.set_state(RunState::done);
     set_log_file({});
     return m;

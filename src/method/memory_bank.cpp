@@ -148,6 +148,23 @@ void MemoryBank::set(torch::Tensor features) {
   if (features.dim() != 2 || features.size(0) == 0) throw Error("memory bank: expected a non-empty (n, d) feature matrix");
   torch::Tensor f = features.to(torch::kFloat32).contiguous();
   if (opt_.distance == "cosine") f = F::normalize(f, F::NormalizeFuncOptions().dim(1));
+  // A float16 bank: the norms and the index see the rows as stored, so distances are consistent
+  // (and a restored bank gives the same ones).
+  if (opt_.fp16_bank) f = f.to(torch::kFloat16).to(torch::kFloat32);
+  index(f);
+}
+
+void MemoryBank::restore(const torch::Tensor& stored) {
+  if (stored.dim() != 2 || stored.size(0) == 0) throw Error("memory bank: expected a non-empty (n, d) feature matrix");
+  const bool half = stored.scalar_type() == torch::kFloat16;
+  if (half != opt_.fp16_bank)
+    throw Error(std::string("memory bank: the saved bank is ") + (half ? "float16" : "float32") +
+                " but knn.fp16_bank is " + (opt_.fp16_bank ? "true" : "false") + "; use the run's configuration");
+  torch::NoGradGuard ng;
+  index(stored.to(torch::kFloat32).contiguous());
+}
+
+void MemoryBank::index(const torch::Tensor& f) {
   bank_ = opt_.fp16_bank ? f.to(torch::kFloat16) : f;
   bank_sq_norms_ = (f * f).sum(1);
   faiss_.reset();
@@ -305,6 +322,28 @@ torch::Tensor PatchGaussian::distance(const torch::Tensor& e) const {
   torch::Tensor x = e.to(torch::kFloat32).flatten(2).permute({2, 0, 1});  // (P, N, d)
   torch::Tensor y = torch::bmm(x - mean_.unsqueeze(1), inv_chol_.transpose(1, 2));
   return y.pow(2).sum(2).sqrt().t().reshape({e.size(0), h_, w_});
+}
+
+torch::Tensor PatchGaussian::geometry() const { return torch::tensor({h_, w_, n_}, torch::kInt64); }
+
+void PatchGaussian::restore(const torch::Tensor& mean, const torch::Tensor& inv_chol, const torch::Tensor& geometry,
+                            const std::string& source) {
+  if (geometry.numel() != 3 || mean.dim() != 2 || inv_chol.dim() != 3)
+    throw Error(source + ": the Gaussians' tensors have the wrong rank (mean (P,d), inv_chol (P,d,d), geometry [h,w,n])");
+  const auto g = geometry.to(torch::kInt64).contiguous();
+  const int64_t h = g[0].item<int64_t>(), w = g[1].item<int64_t>();
+  const int64_t p = mean.size(0), d = mean.size(1);
+  if (h * w != p || inv_chol.size(0) != p || inv_chol.size(1) != d || inv_chol.size(2) != d)
+    throw Error(source + ": the Gaussians' shapes do not fit together: grid " + std::to_string(h) + "x" +
+                std::to_string(w) + ", mean " + std::to_string(p) + "x" + std::to_string(d) + ", inv_chol " +
+                std::to_string(inv_chol.size(0)) + "x" + std::to_string(inv_chol.size(1)));
+  h_ = h;
+  w_ = w;
+  d_ = d;
+  n_ = g[2].item<int64_t>();
+  mean_ = mean.to(torch::kFloat32).contiguous();
+  inv_chol_ = inv_chol.to(torch::kFloat32).contiguous();
+  sum_ = sum_outer_ = shift_ = torch::Tensor();
 }
 
 }  // namespace adfw

@@ -94,7 +94,6 @@ Draem::Draem(const Options& o) : opt_(o) {
                    loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nsmooth = 1e-5\n"
                              "prediction = 'segmentation'\ntarget = 'mask'")};
   }
-  synth_ = opt_.synthesizer.make();
   reducer_ = make_reducer(opt_.image_score, false, "draem");
 }
 
@@ -154,7 +153,8 @@ void Draem::fit(FitContext& ctx) {
   TrainSpec spec;
   spec.modules = {{"reconstructive", rec_->module()}, {"discriminative", disc_->module()}};
   spec.groups = {{"reconstructive", params_of(*rec_)}, {"discriminative", params_of(*disc_)}};
-  std::shared_ptr<Synthesizer> synth = synth_;
+  // Made here, not in the constructor: a fitted model loaded for prediction needs no textures.
+  std::shared_ptr<Synthesizer> synth = opt_.synthesizer.make();
   spec.hook = [synth](Sample& s, std::mt19937_64& rng) {
     SynthResult r = synth->apply(s.image, rng);
     // The reconstruction target is the normal image the anomaly was added to (rotated by
@@ -176,6 +176,23 @@ Prediction Draem::predict(const Batch& batch, const RunContext& ctx) {
   rec_->module()->eval();
   disc_->module()->eval();
   return finish(forward(batch.images.to(ctx.device)).segmentation);
+}
+
+StateLayout Draem::layout() {
+  if (!rec_ || !disc_) throw Error("draem: no fitted state yet (fit() or load_state() first)");
+  StateLayout l;
+  l.module("reconstructive", *rec_->module());
+  l.module("discriminative", *disc_->module());
+  return l;
+}
+
+StateDict Draem::state() const { return const_cast<Draem*>(this)->layout().save(); }
+
+void Draem::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  layout().load(state, source, ctx.device);
+  rec_->module()->eval();
+  disc_->module()->eval();
 }
 
 nlohmann::json Draem::summary() const {
@@ -333,6 +350,21 @@ Prediction Riad::predict(const Batch& batch, const RunContext& ctx) {
     masks.push_back(mosaic_masks(hp, wp, k, rng));
   }
   return finish(raw_map(x, masks), x.size(2), x.size(3));
+}
+
+StateLayout Riad::layout() {
+  if (!net_) throw Error("riad: no fitted state yet (fit() or load_state() first)");
+  StateLayout l;
+  l.module("network", *net_->module());
+  return l;
+}
+
+StateDict Riad::state() const { return const_cast<Riad*>(this)->layout().save(); }
+
+void Riad::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  layout().load(state, source, ctx.device);
+  net_->module()->eval();
 }
 
 nlohmann::json Riad::summary() const {
@@ -530,6 +562,25 @@ Prediction SuperSimpleNet::predict(const Batch& batch, const RunContext& ctx) {
   if (!seg_) throw Error("supersimplenet: predict() before fit()");
   Inference r = infer(features(batch.images.to(ctx.device)), batch.images.size(2), batch.images.size(3));
   return {r.map, r.scores};
+}
+
+StateLayout SuperSimpleNet::layout() {
+  if (!adaptor_ || !seg_) throw Error("supersimplenet: no fitted state yet (fit() or load_state() first)");
+  StateLayout l;
+  l.module("adaptor", *adaptor_->module());
+  l.module("segmentation", *seg_->module());
+  if (cls_) l.module("classification", *cls_->module());
+  return l;
+}
+
+StateDict SuperSimpleNet::state() const { return const_cast<SuperSimpleNet*>(this)->layout().save(); }
+
+void SuperSimpleNet::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  layout().load(state, source, ctx.device);
+  adaptor_->module()->eval();
+  seg_->module()->eval();
+  if (cls_) cls_->module()->eval();
 }
 
 nlohmann::json SuperSimpleNet::summary() const {

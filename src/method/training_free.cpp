@@ -171,6 +171,16 @@ nlohmann::json PatchCore::summary() const {
           {"checkpoint", "training-free (memory bank of all training images)"}};
 }
 
+StateDict PatchCore::state() const { return {{"memory_bank", bank_.features()}}; }
+
+void PatchCore::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  torch::Tensor bank;
+  StateLayout().tensor("memory_bank", bank).load(state, source);
+  backbone_->module().to(ctx.device);
+  bank_.restore(bank);
+  train_patches_ = 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // PaDiM
 // ---------------------------------------------------------------------------------------------
@@ -234,6 +244,26 @@ nlohmann::json PaDiM::summary() const {
           {"checkpoint", "training-free (Gaussians of all training images)"}};
 }
 
+StateDict PaDiM::state() const {
+  return {{"gaussian.mean", gaussian_.mean()},
+          {"gaussian.inv_chol", gaussian_.inv_chol()},
+          {"gaussian.geometry", gaussian_.geometry()},
+          {"channels", channels_}};
+}
+
+void PaDiM::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  torch::Tensor mean, inv_chol, geometry, channels;
+  StateLayout()
+      .tensor("gaussian.mean", mean)
+      .tensor("gaussian.inv_chol", inv_chol)
+      .tensor("gaussian.geometry", geometry)
+      .tensor("channels", channels)
+      .load(state, source);
+  backbone_->module().to(ctx.device);
+  gaussian_.restore(mean, inv_chol, geometry, source);
+  channels_ = channels.to(torch::kInt64);
+}
+
 // ---------------------------------------------------------------------------------------------
 // AnomalyDINO
 // ---------------------------------------------------------------------------------------------
@@ -293,6 +323,15 @@ Prediction AnomalyDINO::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor scores = std::get<0>(d.flatten(1).topk(count, 1)).mean(1);
   torch::Tensor maps = map_to_input(*backbone_, d, batch, opt_.smoothing);
   return {maps, scores};
+}
+
+StateDict AnomalyDINO::state() const { return {{"memory_bank", bank_.features()}}; }
+
+void AnomalyDINO::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  torch::Tensor bank;
+  StateLayout().tensor("memory_bank", bank).load(state, source);
+  backbone_->module().to(ctx.device);
+  bank_.restore(bank);
 }
 
 nlohmann::json AnomalyDINO::summary() const {

@@ -140,7 +140,6 @@ TransFusion::TransFusion(const Options& o) : opt_(o) {
       throw ConfigError("method.synthesizer.steps (" + std::to_string(s) + ") must equal method.steps (" +
                         std::to_string(opt_.steps) + "): the synthesizer draws the step the network is trained on");
   }
-  synth_ = opt_.synthesizer.make();
   reducer_ = opt_.image_score.make();
   if (reducer_->uses_method_scores())
     throw ConfigError("method.image_score: transfusion scores images from its map; choose e.g. \"max\"");
@@ -227,7 +226,8 @@ void TransFusion::fit(FitContext& ctx) {
   if (opt_.losses.empty()) throw ConfigError("method.losses: transfusion needs at least one loss term");
   build(ctx.run);
   const int64_t steps = opt_.steps;
-  std::shared_ptr<Synthesizer> synth = synth_;
+  // Made here, not in the constructor: a fitted model loaded for prediction needs no textures.
+  std::shared_ptr<Synthesizer> synth = opt_.synthesizer.make();
   TrainSpec spec;
   spec.modules = {{"network", net_->module()}};
   spec.groups = {{"network", net_->module()->parameters()}};
@@ -290,6 +290,21 @@ TransFusionMaps TransFusion::infer(const torch::Tensor& x, const TransparencyObs
 Prediction TransFusion::predict(const Batch& batch, const RunContext& ctx) {
   const torch::Tensor map = infer(batch.images.to(ctx.device) * 2 - 1).map.to(torch::kCPU).to(torch::kFloat32);
   return {map, reducer_->reduce(map)};
+}
+
+StateLayout TransFusion::layout() {
+  if (!net_) throw Error("transfusion: no fitted state yet (fit() or load_state() first)");
+  StateLayout l;
+  l.module("network", *net_->module());
+  return l;
+}
+
+StateDict TransFusion::state() const { return const_cast<TransFusion*>(this)->layout().save(); }
+
+void TransFusion::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  layout().load(state, source, ctx.device);
+  net_->module()->eval();
 }
 
 nlohmann::json TransFusion::summary() const {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every experiment file in experiments/ runs end to end under the smoke preset on the demo data,
-# writes a complete run folder, and its resolved config.toml runs again to the same metrics.
+# writes a complete run folder (with the fitted model), and its resolved config.toml runs again to
+# the same metrics.
 set -euo pipefail
 . "$(dirname "$0")/common.bash" "$@"
 shared=${ADFW_SHARED:-$src/../shared}
@@ -31,7 +32,7 @@ while IFS= read -r exp; do
   "$adfw" config "$exp" --preset presets/smoke > "$work/resolved.toml"
   name=$(sed -n "/^name = [\"'].*[\"']\$/{s/^name = [\"']\(.*\)[\"']\$/\1/p;q;}" "$work/resolved.toml")
   dir="$work/runs/$name/smoke"
-  for f in config.toml env.json log.txt metrics.json per_image.csv status.json; do
+  for f in config.toml env.json log.txt metrics.json model.safetensors per_image.csv status.json; do
     test -s "$dir/$f" || { echo "FAILED: $exp: missing $dir/$f"; status=1; }
   done
   grep -q '"state": "done"' "$dir/status.json" || { echo "FAILED: $exp: status"; status=1; }

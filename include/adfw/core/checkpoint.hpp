@@ -63,4 +63,24 @@ void save_state_dict(const StateDict& state, const std::filesystem::path& path,
 void save_checkpoint(const torch::nn::Module& module, const std::filesystem::path& path,
                      const std::map<std::string, std::string>& metadata = {});
 
+/// The fitted state of something made of several parts (a method's networks, memory bank,
+/// Gaussians ...) as one flat state dict, and back. Modules are stored under "<prefix>.<key>",
+/// tensors under their name. Restoring is strict and all-or-nothing: every missing, unexpected
+/// or mis-shaped entry is reported at once, naming the file, and nothing is copied unless all
+/// match. Tensors registered with tensor() take the stored value whatever its shape (a memory
+/// bank's size depends on the data); use a module for fixed shapes.
+class StateLayout {
+ public:
+  StateLayout& module(const std::string& prefix, torch::nn::Module& module);
+  StateLayout& tensor(const std::string& name, torch::Tensor& tensor);
+  /// Every registered entry (detached views, devices kept).
+  StateDict save() const;
+  /// Copies `state` into the registered modules and tensors (tensors on `device`).
+  void load(const StateDict& state, const std::string& source, const torch::Device& device = torch::kCPU) const;
+
+ private:
+  std::vector<std::pair<std::string, torch::nn::Module*>> modules_;
+  std::vector<std::pair<std::string, torch::Tensor*>> tensors_;
+};
+
 }  // namespace adfw

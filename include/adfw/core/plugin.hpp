@@ -15,7 +15,8 @@ void load_plugin(const std::filesystem::path& file);
 void load_plugins_in(const std::filesystem::path& dir);
 
 /// The default search list: the built-in plugin folder next to the executable
-/// (`<exe>/../lib/adfw/plugins`), then every folder in $ADFW_PLUGIN_PATH (':'-separated;
+/// (`<exe>/../lib/adfw/plugins`), the one next to libadfw (`<libdir>/adfw/plugins`, for programs
+/// that link adfw from elsewhere), then every folder in $ADFW_PLUGIN_PATH (':'-separated;
 /// entries may also be single .so files).
 std::vector<std::filesystem::path> default_plugin_locations();
 

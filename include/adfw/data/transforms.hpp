@@ -98,6 +98,10 @@ class Transform {
   /// Reads the image (and mask) of `info`. Throws Error naming the file when a file cannot be
   /// decoded or the mask's size differs from the image's.
   DecodedImage decode(const SampleInfo& info) const;
+  /// An image already in memory (8- or 16-bit; grey, BGR or BGRA as cv::imread gives it) as
+  /// decode() would have read it from a file, without a mask. Throws Error naming `label` for an
+  /// empty image or another channel count.
+  DecodedImage from_image(const cv::Mat& raw, const std::string& label) const;
   /// Resize and centre crop (deterministic part; what the loader's cache stores).
   void resize_crop(DecodedImage& d) const;
   /// Training augmentations drawn from `rng`.

@@ -117,6 +117,9 @@ class MemoryBank {
 
   /// Replaces the bank with `features` (n, d) float32.
   void set(torch::Tensor features);
+  /// Replaces the bank with a features() of a bank with the same options (a saved state): taken
+  /// as stored, without normalising again, so the distances are the saved bank's bit for bit.
+  void restore(const torch::Tensor& stored);
   int64_t size() const;
   int64_t dim() const;
   const torch::Tensor& features() const { return bank_; }
@@ -129,6 +132,7 @@ class MemoryBank {
 
  private:
   torch::Tensor search_torch(const torch::Tensor& q) const;
+  void index(const torch::Tensor& f);  ///< bank rows as they are: norms, faiss index
   KnnOptions opt_;
   torch::Tensor bank_;
   torch::Tensor bank_sq_norms_;
@@ -172,6 +176,13 @@ class PatchGaussian {
   torch::Tensor distance(const torch::Tensor& embeddings) const;
   int64_t count() const { return n_; }
   const torch::Tensor& mean() const { return mean_; }         ///< (P, d)
+  const torch::Tensor& inv_chol() const { return inv_chol_; } ///< (P, d, d) inverse Cholesky factors
+  /// [h, w, images] of the fitted grid, for saving with mean() and inv_chol().
+  torch::Tensor geometry() const;
+  /// The state of a finalize()d PatchGaussian from its saved mean, inverse Cholesky factors and
+  /// geometry. Throws Error naming `source` when the shapes do not fit together.
+  void restore(const torch::Tensor& mean, const torch::Tensor& inv_chol, const torch::Tensor& geometry,
+               const std::string& source);
 
  private:
   PatchGaussianOptions opt_;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "adfw/core/checkpoint.hpp"
 #include "adfw/core/rng.hpp"
 #include "adfw/data/loader.hpp"
 #include "adfw/data/sample.hpp"
@@ -80,6 +81,16 @@ class Method {
   virtual Prediction predict(const Batch& batch, const RunContext& ctx) = 0;
   /// Facts about the fitted model for metrics.json (bank size, epochs trained, checkpoint rule).
   virtual nlohmann::json summary() const { return nlohmann::json::object(); }
+
+  /// What fit() learned, as named tensors: network weights and buffers, memory banks, Gaussians,
+  /// selected channels. Together with the method's options it is everything predict() needs.
+  /// Frozen backbones are not part of it: the options rebuild them (their weights file or seed).
+  /// A run writes it to model.safetensors in its folder.
+  virtual StateDict state() const = 0;
+  /// Instead of fit(): builds the method's parts from its options on ctx.device and restores a
+  /// state() of the same configuration, so predict() gives the fitted method's maps exactly.
+  /// Strict: an adfw::Error names `source` and every missing, unexpected or mis-shaped entry.
+  virtual void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) = 0;
 };
 
 }  // namespace adfw

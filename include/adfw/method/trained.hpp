@@ -81,6 +81,8 @@ class Draem : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
   /// Builds both networks on ctx.device (fit() does this; tests call it to load weights).
   void build(const RunContext& ctx);
   /// A network after build(): "reconstructive" or "discriminative".
@@ -107,9 +109,9 @@ class Draem : public Method {
   LossValues losses(const Outputs& outputs, const torch::Tensor& clean, const torch::Tensor& masks) const;
 
  private:
+  StateLayout layout();
   Options opt_;
   std::unique_ptr<Network> rec_, disc_;
-  std::shared_ptr<Synthesizer> synth_;
   std::unique_ptr<ImageScoreReducer> reducer_;
   TrainSummary trained_;
 };
@@ -171,6 +173,8 @@ class Riad : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
   /// Builds the network on ctx.device (fit() does this; tests call it to load weights).
   void build(const RunContext& ctx);
   /// The network after build(): "network".
@@ -195,6 +199,7 @@ class Riad : public Method {
   LossValues losses(const torch::Tensor& x, const torch::Tensor& reconstruction) const;
 
  private:
+  StateLayout layout();
   int64_t multiple() const;
   Options opt_;
   std::unique_ptr<Network> net_;
@@ -276,6 +281,8 @@ class SuperSimpleNet : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Frozen, aggregated backbone features (N,C,h,w) of normalised images.
   torch::Tensor features(const torch::Tensor& images);
@@ -307,6 +314,7 @@ class SuperSimpleNet : public Method {
   Network& part(const std::string& name);
 
  private:
+  StateLayout layout();
   Options opt_;
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<Network> adaptor_, seg_, cls_;

@@ -100,6 +100,8 @@ class PatchCore : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Patch features (N, h, w, D) of a batch of images.
   torch::Tensor embed(const torch::Tensor& images, const RunContext& ctx);
@@ -139,6 +141,8 @@ class PaDiM : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Embedding (N, d, h, w): taps concatenated at the first tap's resolution (nearest upsampling,
   /// as the reference's embedding_concat), then the random channel subset.
@@ -183,6 +187,8 @@ class AnomalyDINO : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
  private:
   torch::Tensor patch_features(const torch::Tensor& images, const RunContext& ctx);  // (N, h, w, D)

@@ -172,6 +172,8 @@ class TransFusion : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Network estimates at steps t (N,) for (N,3,H,W) images in [-1, 1] and (N,1,H,W) mask inputs.
   TransparencyEstimates estimate(const torch::Tensor& xt, const torch::Tensor& mask_in, const torch::Tensor& t);
@@ -189,9 +191,9 @@ class TransFusion : public Method {
   std::shared_ptr<torch::nn::Module> module() { return net_ ? net_->module() : nullptr; }
 
  private:
+  StateLayout layout();
   Options opt_;
   std::unique_ptr<Network> net_;
-  std::shared_ptr<Synthesizer> synth_;
   std::unique_ptr<ImageScoreReducer> reducer_;
   TrainSummary trained_;
 };
