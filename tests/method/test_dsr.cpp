@@ -224,7 +224,7 @@ TEST_CASE("dsr checkpoints: the reference's key names load strictly; errors name
       "unet_base_width = 2\nimage_recon_bottleneck = 4\n[vq]\nnum_hiddens = 8\nnum_residual_hiddens = 4\n"
       "num_embeddings = 16\nembedding_dim = 4\n";
   Dsr::Options o;
-  read_options(o, toml::parse(text + "vq_checkpoint = '" + (dir / "vq.safetensors").string() + "'\n"), "method");
+  read_options(o, toml::parse("vq_checkpoint = '" + (dir / "vq.safetensors").string() + "'\n" + text), "method");
   Dsr dsr(o);
   dsr.build(RunContext{});
   CHECK(torch::equal(state_dict_of(*dsr.module("vq")).at("_vq_vae_bot._ema_w"), vs.at("_vq_vae_bot._ema_w")));
@@ -232,7 +232,7 @@ TEST_CASE("dsr checkpoints: the reference's key names load strictly; errors name
   vq_cut.erase("_vq_vae_top._embedding.weight");
   save_state_dict(vq_cut, dir / "vq_cut.safetensors");
   Dsr::Options bad;
-  read_options(bad, toml::parse(text + "vq_checkpoint = '" + (dir / "vq_cut.safetensors").string() + "'\n"), "method");
+  read_options(bad, toml::parse("vq_checkpoint = '" + (dir / "vq_cut.safetensors").string() + "'\n" + text), "method");
   CHECK_THROWS_WITH(Dsr(bad).build(RunContext{}), Catch::Contains("_vq_vae_top._embedding.weight"));
   StateDict stray;
   stray["sub_res_hi.unet.decoder.fin_out.0.bias"] = ss.at("unet.decoder.fin_out.0.bias");
@@ -245,7 +245,7 @@ TEST_CASE("dsr checkpoints: the reference's key names load strictly; errors name
   read_options(missing, toml::parse(text), "method");
   CHECK_THROWS_WITH(Dsr(missing).build(RunContext{}), Catch::Contains("vq_checkpoint"));
   Dsr::Options some;
-  read_options(some, toml::parse(text + "vq_checkpoint = 'random'\n[checkpoints]\nsub_res_hi = 'x.pckl'\n"), "method");
+  read_options(some, toml::parse("vq_checkpoint = 'random'\n" + text + "[checkpoints]\nsub_res_hi = 'x.pckl'\n"), "method");
   CHECK_THROWS_AS(Dsr(some), ConfigError);
 }
 
