@@ -30,12 +30,13 @@ torch::Tensor flip_channels(const torch::Tensor& x, const std::string& order) {
 }
 
 // The networks halve the image three times (VQ-VAE lo level: 1/8) and the subspace modules pool
-// the lo grid twice more.
+// the lo grid twice more: sides must be multiples of 32. Entry points that take exact tensors
+// check; the pipeline's images are reflect-padded (kSideMultiple) and the maps cropped back.
+constexpr int64_t kSideMultiple = 32;
 void check_size(int64_t h, int64_t w, const std::string& who) {
-  if (h % 32 != 0 || w % 32 != 0)
-    throw ConfigError(who + ": DSR needs image sides that are multiples of 32 (the lo code grid is 1/8 of the image "
-                            "and the subspace modules pool it twice); got " + std::to_string(h) + " x " +
-                      std::to_string(w) + ". Set input.resize (DSR: 256)");
+  if (h % kSideMultiple != 0 || w % kSideMultiple != 0)
+    throw Error(who + ": DSR needs image sides that are multiples of 32 (the lo code grid is 1/8 of the image "
+                      "and the subspace modules pool it twice); got " + std::to_string(h) + " x " + std::to_string(w));
 }
 
 // max_pool(mask, r) brought back to image size by nearest-neighbour upsampling (train_dsr.py).
@@ -308,9 +309,9 @@ void Dsr::fit(FitContext& ctx) {
     s.has_mask = true;
   };
   s1.spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
-    const torch::Tensor x = to_network(b.images.to(device));
+    const torch::Tensor x = pad_to_multiple(to_network(b.images.to(device)), kSideMultiple);
     const DsrStage1Draws draws = draw_stage1(x.size(0), x.size(2), x.size(3), rng);
-    return stage1_step(x, b.masks.to(device), draws).losses;
+    return stage1_step(x, pad_to_multiple(b.masks.to(device), kSideMultiple), draws).losses;
   };
   s1.spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
 
@@ -331,7 +332,8 @@ void Dsr::fit(FitContext& ctx) {
     s.has_mask = true;
   };
   s2.spec.step = [this, device](const Batch& b, std::mt19937_64&, int64_t) {
-    return stage2_losses(forward(to_network(b.images.to(device))), b.masks.to(device));
+    return stage2_losses(forward(pad_to_multiple(to_network(b.images.to(device)), kSideMultiple)),
+                         pad_to_multiple(b.masks.to(device), kSideMultiple));
   };
   s2.spec.score = s1.spec.score;
   s2.prepare = [this] {
@@ -344,7 +346,10 @@ Prediction Dsr::predict(const Batch& batch, const RunContext& ctx) {
   if (!vq_) throw Error("dsr: predict() before fit()");
   torch::NoGradGuard ng;
   for (const auto& n : module_names()) module(n)->eval();
-  return finish(forward(to_network(batch.images.to(ctx.device))));
+  const int64_t h = batch.images.size(2), w = batch.images.size(3);
+  Prediction p = finish(forward(pad_to_multiple(to_network(batch.images.to(ctx.device)), kSideMultiple)));
+  p.maps = crop_to(p.maps, h, w).contiguous();
+  return p;
 }
 
 nlohmann::json Dsr::summary() const {
@@ -431,7 +436,7 @@ void DsrVqPretrain::fit(FitContext& ctx) {
   const torch::Device device = ctx.run.device;
   const std::string order = opt_.channel_order;
   spec.step = [this, device, order](const Batch& b, std::mt19937_64&, int64_t) {
-    return losses(flip_channels(b.images.to(device), order));
+    return losses(pad_to_multiple(flip_channels(b.images.to(device), order), kSideMultiple));
   };
   spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
   trained_ = train(own, opt_.trainer, spec);
@@ -447,9 +452,10 @@ Prediction DsrVqPretrain::predict(const Batch& batch, const RunContext& ctx) {
   if (!vq_) throw Error("dsr_vq_pretrain: predict() before fit()");
   torch::NoGradGuard ng;
   vq_->eval();
-  const torch::Tensor x = flip_channels(batch.images.to(ctx.device), opt_.channel_order);
-  check_size(x.size(2), x.size(3), "dsr_vq_pretrain");
-  const torch::Tensor map = (vq_->forward(x).recon - x).pow(2).mean(1, true).to(torch::kCPU).to(torch::kFloat32);
+  const int64_t h = batch.images.size(2), w = batch.images.size(3);
+  const torch::Tensor x = pad_to_multiple(flip_channels(batch.images.to(ctx.device), opt_.channel_order), kSideMultiple);
+  const torch::Tensor err = (vq_->forward(x).recon - x).pow(2).mean(1, true);
+  const torch::Tensor map = crop_to(err, h, w).to(torch::kCPU).to(torch::kFloat32).contiguous();
   return {map, reducer_->reduce(map)};
 }
 
