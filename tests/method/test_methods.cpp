@@ -130,8 +130,8 @@ const std::vector<Case>& cases() {
       {"dsr", 64,
        "type = 'dsr'\nvq_checkpoint = '@DSR_VQ@'\nunet_base_width = 8\nimage_recon_bottleneck = 16\n"
        "[vq]\nnum_hiddens = 16\nnum_residual_hiddens = 8\nnum_embeddings = 64\nembedding_dim = 8\n"
-       "[trainer]\nepochs = 30\nsteps = 0\nbatch_size = 4\n[trainer.optimizer]\nlr = 1e-3\n"
-       "[upsampling_trainer]\nepochs = 10\nsteps = 0\nbatch_size = 4\n[upsampling_trainer.optimizer]\nlr = 1e-3\n"
+       "[trainer]\nepochs = 40\nsteps = 0\nbatch_size = 4\n[trainer.scheduler]\nunit = 'epoch'\n"
+       "[upsampling_trainer]\nepochs = 10\nsteps = 0\nbatch_size = 4\n"
        "[image_score]\ntype = 'avgpool_max'\nkernel = 5\n"},
       {"transfusion", 32,
        "type = 'transfusion'\n[network]\ntype = 'diffusion_unet'\nbase = 32\nmultipliers = [1, 2]\n"
