@@ -126,13 +126,6 @@ const std::vector<Case>& cases() {
        "type = 'simplenet_discriminator'\nin_channels = 768\n[[losses]]\ntype = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\n"
        "target = 'mask'\n[image_score]\ntype = 'max'\n"
        "[trainer]\nepochs = 10\nbatch_size = 8\n[trainer.optimizer]\nkind = 'adamw'\nlr = 1e-3\n"},
-      // DSR on a VQ-VAE pretrained first on the same training images (@DSR_VQ@, see below).
-      {"dsr", 64,
-       "type = 'dsr'\nvq_checkpoint = '@DSR_VQ@'\nunet_base_width = 8\nimage_recon_bottleneck = 16\n"
-       "[vq]\nnum_hiddens = 16\nnum_residual_hiddens = 8\nnum_embeddings = 64\nembedding_dim = 8\n"
-       "[trainer]\nepochs = 40\nsteps = 0\nbatch_size = 4\n[trainer.scheduler]\nunit = 'epoch'\n"
-       "[upsampling_trainer]\nepochs = 10\nsteps = 0\nbatch_size = 4\n"
-       "[image_score]\ntype = 'avgpool_max'\nkernel = 5\n"},
       {"transfusion", 32,
        "type = 'transfusion'\n[network]\ntype = 'diffusion_unet'\nbase = 32\nmultipliers = [1, 2]\n"
        "attention_levels = [1]\nres_blocks = 1\n[synthesizer]\ntype = 'transparency'\nfolder = ''\n"
@@ -157,27 +150,6 @@ void fit_predict_separates(const std::string& name) {
     text.replace(at, std::string("@MOBILENET@").size(), weights.string());
   }
   const TinySet data = make_tiny_set(test::temp_dir("methods_" + c.name), c.side, c.labelled);
-  if (const auto at = text.find("@DSR_VQ@"); at != std::string::npos) {
-    // DSR needs a pretrained VQ-VAE: dsr_vq_pretrain writes one into its run folder.
-    MethodHolder vq;
-    toml::table vq_root;
-    vq_root.insert("method", toml::parse("type = 'dsr_vq_pretrain'\n[vq]\nnum_hiddens = 16\nnum_residual_hiddens = 8\n"
-                                         "num_embeddings = 64\nembedding_dim = 8\n[trainer]\nepochs = 30\n"
-                                         "batch_size = 4\n[trainer.optimizer]\nlr = 1e-3\n"));
-    read_options(vq, vq_root, "");
-    std::unique_ptr<Method> pre = vq.method.make();
-    TransformOptions t;
-    t.resize = c.side;
-    t.normalize = "none";
-    RunContext run;
-    run.dir = test::temp_dir("methods_dsr_vq");
-    run.seeds.experiment = 3;
-    run.loader_workers = 0;
-    FitContext fit{run, data.train, {}, {}, t};
-    pre->fit(fit);
-    REQUIRE(fs::exists(run.dir / "vq_model.safetensors"));
-    text.replace(at, std::string("@DSR_VQ@").size(), (run.dir / "vq_model.safetensors").string());
-  }
   MethodHolder h;
   toml::table root;
   root.insert("method", toml::parse(text));
@@ -230,4 +202,3 @@ TEST_CASE("riad: fit + predict on tiny data separates a white square", "[method-
 TEST_CASE("supersimplenet: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("supersimplenet"); }
 TEST_CASE("simplenet: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("simplenet"); }
 TEST_CASE("transfusion: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("transfusion"); }
-TEST_CASE("dsr: fit + predict on tiny data separates a white square", "[method-level][dsr]") { fit_predict_separates("dsr"); }
