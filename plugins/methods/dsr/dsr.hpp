@@ -189,8 +189,9 @@ class Dsr : public Method {
 
   /// Stage-1 draws for a batch of `n` images of size (h, w), all from `rng`.
   DsrStage1Draws draw_stage1(int64_t n, int64_t h, int64_t w, std::mt19937_64& rng) const;
-  /// One stage-1 step on images (N,3,H,W) in [0, 1] in network channel order, masks (N,1,H,W):
-  /// the VQ-VAE in eval mode, the trained modules in their current mode.
+  /// One stage-1 step on images (N,3,H,W) in [0, 1] in network channel order (sides multiples of
+  /// 32; training pads the pipeline's images), masks (N,1,H,W): the VQ-VAE in eval mode, the
+  /// trained modules in their current mode.
   DsrStage1Step stage1_step(const torch::Tensor& images, const torch::Tensor& masks, const DsrStage1Draws& draws);
   /// The forward pass of stage 2 and inference; only the upsampling module records gradients.
   DsrForward forward(const torch::Tensor& images);
