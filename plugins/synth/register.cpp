@@ -1,4 +1,5 @@
-// Registers the anomaly synthesizers (image space) and feature-noise generators.
+// Registers the anomaly synthesizers (image space), feature-noise generators and latent-space
+// (vector-quantised) anomaly generators.
 #include "adfw/core/registry.hpp"
 #include "adfw/synth/feature_noise.hpp"
 #include "adfw/synth/image_synth.hpp"
@@ -19,3 +20,7 @@ ADFW_REGISTER(adfw::FeatureNoise, adfw::SimpleNetNoise, "simplenet",
               "SimpleNet: duplicated batch, Gaussian noise over the whole second half");
 ADFW_REGISTER(adfw::FeatureNoise, adfw::SuperSimpleNetNoise, "supersimplenet",
               "SuperSimpleNet: Gaussian noise inside binarised Perlin masks at feature resolution");
+
+#include "adfw/synth/latent_anomaly.hpp"
+ADFW_REGISTER(adfw::LatentAnomaly, adfw::DsrLatentAnomaly, "dsr",
+              "DSR: codes inside a Perlin mask replaced by codes drawn among the strength*K nearest, skipping the nearest 5%");

@@ -187,6 +187,14 @@ SynthResult PerlinBlendSynthesizer::apply(const torch::Tensor& image, std::mt199
   return r;
 }
 
+torch::Tensor rotate_about_centre(const torch::Tensor& image, double degrees) {
+  cv::Mat img = image_to_mat(image);
+  const cv::Mat rot = cv::getRotationMatrix2D(cv::Point2f((img.cols - 1) * 0.5f, (img.rows - 1) * 0.5f), degrees, 1.0);
+  cv::Mat turned;
+  cv::warpAffine(img, turned, rot, img.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  return mat_to_image(turned);
+}
+
 PerlinTextureSynthesizer::PerlinTextureSynthesizer(const Options& options)
     : PerlinBlendSynthesizer(options.blend),
       options_(options),
@@ -199,17 +207,15 @@ SynthResult PerlinTextureSynthesizer::apply(const torch::Tensor& image, std::mt1
   if (options_.rotate_probability <= 0 || uniform01(rng) >= options_.rotate_probability)
     return PerlinBlendSynthesizer::apply(image, rng, foreground);
   const double angle = uniform(rng, -options_.rotate_degrees, options_.rotate_degrees);
-  cv::Mat img = image_to_mat(image);
-  const cv::Mat rot = cv::getRotationMatrix2D(cv::Point2f((img.cols - 1) * 0.5f, (img.rows - 1) * 0.5f), angle, 1.0);
-  cv::Mat turned;
-  cv::warpAffine(img, turned, rot, img.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  const int rows = static_cast<int>(image.size(1)), cols = static_cast<int>(image.size(2));
+  const cv::Mat rot = cv::getRotationMatrix2D(cv::Point2f((cols - 1) * 0.5f, (rows - 1) * 0.5f), angle, 1.0);
   torch::Tensor fg;
   if (foreground.defined()) {
-    cv::Mat f = foreground_mat(foreground, img.rows, img.cols), ft;
+    cv::Mat f = foreground_mat(foreground, rows, cols), ft;
     cv::warpAffine(f, ft, rot, f.size(), cv::INTER_NEAREST, cv::BORDER_CONSTANT, cv::Scalar(0));
     fg = mask_to_tensor(ft);
   }
-  const torch::Tensor clean = mat_to_image(turned);
+  const torch::Tensor clean = rotate_about_centre(image, angle);
   SynthResult r = PerlinBlendSynthesizer::apply(clean, rng, fg);
   r.clean = clean;
   return r;

@@ -300,9 +300,62 @@ std::vector<SampleInfo> hold_out(std::vector<SampleInfo>& train, double fraction
   return val;
 }
 
+// Where one stage keeps its files and which names its random streams derive from. A single-stage
+// run uses the historical names (checkpoint/, train_log.csv, "train_step"), so its checkpoints and
+// draws are unchanged; stage s of a multi-stage run uses checkpoint/<s>/, train_log_<s>.csv and
+// streams salted with "stage/<s>/".
+struct StagePlace {
+  fs::path checkpoint_dir;
+  fs::path log;
+  std::string salt;
+  std::string label = "train";
+};
+
+StagePlace single_stage_place(const RunContext& run) {
+  return {run.dir.empty() ? fs::path() : run.dir / "checkpoint", run.dir.empty() ? fs::path() : run.dir / "train_log.csv",
+          "", "train"};
+}
+
+TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec, const StagePlace& place);
+
 }  // namespace
 
 TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
+  return train_in_place(ctx, o, spec, single_stage_place(ctx.run));
+}
+
+std::vector<TrainSummary> train_stages(FitContext& ctx, std::vector<TrainStage>& stages) {
+  if (stages.empty()) throw Error("trainer: no training stages were given");
+  std::vector<std::string> names;
+  for (const auto& st : stages) {
+    if (st.name.empty() || st.name.find_first_of("/\\. ") != std::string::npos)
+      throw Error("trainer: stage name '" + st.name + "' must be a non-empty word (it names files)");
+    if (std::find(names.begin(), names.end(), st.name) != names.end())
+      throw Error("trainer: two stages are named '" + st.name + "'");
+    names.push_back(st.name);
+  }
+  const RunContext& run = ctx.run;
+  std::vector<TrainSummary> out;
+  for (auto& st : stages) {
+    if (st.prepare) st.prepare();
+    StagePlace place;
+    if (!run.dir.empty()) {
+      place.checkpoint_dir = run.dir / "checkpoint" / st.name;
+      place.log = run.dir / ("train_log_" + st.name + ".csv");
+    }
+    place.salt = "stage/" + st.name + "/";
+    place.label = st.name;
+    log_info("training stage '" + st.name + "'");
+    // A finished stage resumes as a no-op that restores its final weights, so a run resumed in a
+    // later stage starts that stage from exactly the weights the uninterrupted run had.
+    out.push_back(train_in_place(ctx, st.options, st.spec, place));
+  }
+  return out;
+}
+
+namespace {
+
+TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec, const StagePlace& place) {
   if (!spec.step) throw Error("trainer: the method gave no training step");
   if (spec.groups.empty()) throw Error("trainer: the method gave no parameters to train");
   const RunContext& run = ctx.run;
@@ -327,7 +380,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
   lo.drop_last = o.drop_last && static_cast<int64_t>(train_set.size()) >= o.batch_size;
   lo.augment = o.augment;
   lo.cache = o.cache;
-  lo.seed = run.seeds.data_order();
+  lo.seed = place.salt.empty() ? run.seeds.data_order() : derive_seed(run.seeds.data_order(), place.salt + "data_order");
   auto loader = ctx.loader(train_set, lo, spec.hook);
   const int64_t per_epoch = loader->num_batches();
   int64_t total_steps = epochs * per_epoch;
@@ -339,8 +392,8 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
   std::vector<double> base_lr;
   auto optimizer = make_optimizer(o, spec.groups, base_lr);
 
-  CheckpointFiles files{run.dir.empty() ? fs::path() : run.dir / "checkpoint"};
-  TrainLog log_csv{run.dir.empty() ? fs::path() : run.dir / "train_log.csv", {}, {}};
+  CheckpointFiles files{place.checkpoint_dir};
+  TrainLog log_csv{place.log, {}, {}};
   Position pos;
   TrainSummary summary;
   if (run.resume && !files.dir.empty() && read_checkpoint(files, spec, *optimizer, pos, seed)) {
@@ -373,8 +426,8 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
       double sum = 0;
       int64_t n = 0, b = 0;
       while (auto batch = vl->next()) {
-        std::mt19937_64 rng(derive_seed(seed, "validation", static_cast<uint64_t>(b++)));
-        torch::manual_seed(derive_seed(seed, "validation/torch", static_cast<uint64_t>(b)));
+        std::mt19937_64 rng(derive_seed(seed, place.salt + "validation", static_cast<uint64_t>(b++)));
+        torch::manual_seed(derive_seed(seed, place.salt + "validation/torch", static_cast<uint64_t>(b)));
         sum += spec.step(*batch, rng, -1).total.item<double>() * batch->size();
         n += batch->size();
       }
@@ -415,7 +468,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
     set_modules_train(spec, true);
   };
 
-  Progress bar("train", total_steps, "step");
+  Progress bar(place.label, total_steps, "step");
   if (pos.step > 0) bar.step(pos.step);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t images = 0;
@@ -432,8 +485,8 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
       auto& groups = optimizer->param_groups();
       for (std::size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(base_lr[g] * factor);
 
-      std::mt19937_64 rng(derive_seed(seed, "train_step", static_cast<uint64_t>(pos.step)));
-      torch::manual_seed(derive_seed(seed, "train_step/torch", static_cast<uint64_t>(pos.step)));
+      std::mt19937_64 rng(derive_seed(seed, place.salt + "train_step", static_cast<uint64_t>(pos.step)));
+      torch::manual_seed(derive_seed(seed, place.salt + "train_step/torch", static_cast<uint64_t>(pos.step)));
       optimizer->zero_grad();
       LossValues lv;
       {
@@ -524,5 +577,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
            summary.selection);
   return summary;
 }
+
+}  // namespace
 
 }  // namespace adfw

@@ -316,3 +316,100 @@ TEST_CASE("trainer: a non-finite loss stops the run naming the step and the term
   CHECK_THROWS_WITH(train(ctx, o, spec),
                     Catch::Contains("step 3") && Catch::Contains("focal:segmentation") && Catch::Contains("nan"));
 }
+
+namespace {
+
+// Two stages over the toy: the first trains `a` (Adam), the second `b` (SGD), each stage's loss
+// reading both parameters, so stage 2's result depends on how stage 1 ended. `crash_at` throws
+// inside the step with that global index (0-based over both stages), as a killed process would
+// stop: after the last checkpoint.
+struct StagedToy {
+  Toy toy;
+  int64_t calls = 0;
+  int64_t crash_at = -1;
+  explicit StagedToy(double init) : toy(init, init) { toy.noisy = true; }
+  std::vector<TrainStage> stages() {
+    std::vector<TrainStage> st(2);
+    for (int i = 0; i < 2; ++i) {
+      st[i].name = i == 0 ? "first" : "second";
+      st[i].options.epochs = i == 0 ? 2 : 3;
+      st[i].options.batch_size = 2;
+      st[i].options.checkpoint_every = 1;
+      st[i].options.optimizer.kind = i == 0 ? "adam" : "sgd";
+      st[i].options.optimizer.lr = 0.05;
+      st[i].spec = toy.spec();
+      st[i].spec.groups = {i == 0 ? ParamGroup{"a", {toy.a}} : ParamGroup{"b", {toy.b}}};
+      auto inner = st[i].spec.step;
+      st[i].spec.step = [this, inner](const Batch& b, std::mt19937_64& rng, int64_t step) {
+        if (calls++ == crash_at) throw Error("simulated crash");
+        return inner(b, rng, step);
+      };
+    }
+    return st;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("trainer stages: a two-stage run resumed within and across stages ends like an uninterrupted one",
+          "[trainer]") {
+  ToySetup data;
+  // 6 images, batch 2: 3 steps per epoch; stage 1 has 6 steps, stage 2 9.
+  const fs::path full = test::temp_dir("stages_full");
+  StagedToy a(0.5);
+  {
+    RunContext run = run_ctx(full);
+    FitContext ctx{run, data.train, {}, {}, data.transforms};
+    auto st = a.stages();
+    const std::vector<TrainSummary> s = train_stages(ctx, st);
+    REQUIRE(s.size() == 2);
+    CHECK(s[0].steps == 6);
+    CHECK(s[1].steps == 9);
+  }
+  CHECK(fs::exists(full / "checkpoint" / "first" / "state.json"));
+  CHECK(fs::exists(full / "checkpoint" / "second" / "state.json"));
+  CHECK(fs::exists(full / "train_log_first.csv"));
+  CHECK(fs::exists(full / "train_log_second.csv"));
+  CHECK_FALSE(fs::exists(full / "train_log.csv"));
+
+  // Crashes mid-stage 1 (global step 4), at the start of stage 2 (step 6) and mid-stage 2 (step 10);
+  // each is resumed by a fresh process (a fresh model) from the run folder.
+  for (const int64_t crash : {4, 6, 10}) {
+    DYNAMIC_SECTION("crash at step " << crash) {
+      const fs::path part = test::temp_dir("stages_part");
+      {
+        StagedToy b(0.5);
+        b.crash_at = crash;
+        RunContext run = run_ctx(part);
+        FitContext ctx{run, data.train, {}, {}, data.transforms};
+        auto st = b.stages();
+        CHECK_THROWS_WITH(train_stages(ctx, st), Catch::Contains("simulated crash"));
+      }
+      StagedToy c(9.0);  // different init: everything must come from the checkpoints
+      {
+        RunContext run = run_ctx(part, true);
+        FitContext ctx{run, data.train, {}, {}, data.transforms};
+        auto st = c.stages();
+        const std::vector<TrainSummary> s = train_stages(ctx, st);
+        CHECK(s[1].steps == 9);
+        if (crash > 6) CHECK(s[1].resumed_from_step == crash - 6);
+      }
+      CHECK(c.toy.a.item<double>() == a.toy.a.item<double>());
+      CHECK(c.toy.b.item<double>() == a.toy.b.item<double>());
+      CHECK(read_file(part / "train_log_first.csv") == read_file(full / "train_log_first.csv"));
+      CHECK(read_file(part / "train_log_second.csv") == read_file(full / "train_log_second.csv"));
+    }
+  }
+}
+
+TEST_CASE("trainer stages: stage names must be distinct words", "[trainer]") {
+  ToySetup data;
+  RunContext run = run_ctx(test::temp_dir("stages_names"));
+  FitContext ctx{run, data.train, {}, {}, data.transforms};
+  StagedToy a(0.5);
+  auto st = a.stages();
+  st[1].name = "first";
+  CHECK_THROWS_WITH(train_stages(ctx, st), Catch::Contains("two stages are named 'first'"));
+  st[1].name = "a/b";
+  CHECK_THROWS_WITH(train_stages(ctx, st), Catch::Contains("non-empty word"));
+}

@@ -336,6 +336,9 @@ class TransparencySynthesizer final : public Synthesizer {
 cv::Mat image_to_mat(const torch::Tensor& image);
 /// H,W CV_32FC3 -> (3,H,W) float tensor (copies).
 torch::Tensor mat_to_image(const cv::Mat& image);
+/// (3,H,W) rotated counter-clockwise by `degrees` about its centre, bilinear, black corners
+/// (imgaug Affine(rotate) as DRAEM's and DSR's data loaders use it).
+torch::Tensor rotate_about_centre(const torch::Tensor& image, double degrees);
 /// The image's grid x grid patches in a random order (sizes not divisible by `grid` are
 /// resampled to the next multiple and back).
 cv::Mat shuffle_patches(const cv::Mat& image, int grid, std::mt19937_64& rng);

@@ -22,7 +22,7 @@
 // step) and the loader's per-sample seeds depend only on (seed, epoch, index), so a checkpoint
 // only has to hold the weights, the optimiser state and the position (epoch, batch, step): a run
 // killed at any point and resumed from its last checkpoint repeats the uninterrupted run's steps
-// bit for bit (on the CPU, same thread count).
+// bit for bit (on the CPU, same thread count). The same holds across the stages of train_stages().
 #pragma once
 
 #include <functional>
@@ -215,6 +215,24 @@ struct TrainSummary {
 /// For selection = "test", `test` holds the test images (the engine passes them).
 /// Throws adfw::Error naming the step, epoch and loss term when a loss is not finite.
 TrainSummary train(FitContext& ctx, const TrainerOptions& options, TrainSpec& spec);
+
+/// One stage of a multi-stage schedule (DSR: the subspace and detection modules, then the
+/// upsampling module on frozen ones): its own trainer options, modules, parameter groups and step.
+struct TrainStage {
+  std::string name;  ///< a word: names the stage's files and random streams
+  TrainerOptions options;
+  TrainSpec spec;
+  /// Runs just before the stage starts (or resumes), after the previous stage ended: freeze
+  /// earlier modules, switch modes. May be empty.
+  std::function<void()> prepare;
+};
+
+/// Trains the stages in order, each as train() does, with its files in <run>/checkpoint/<name>/
+/// and <run>/train_log_<name>.csv and its random streams salted with its name. With
+/// ctx.run.resume, a finished stage only restores its final weights from its checkpoint and the
+/// first unfinished one continues from its own, so a resumed run ends exactly like an
+/// uninterrupted one. train() on its own keeps its historical file names and streams.
+std::vector<TrainSummary> train_stages(FitContext& ctx, std::vector<TrainStage>& stages);
 
 /// Epochs and step cap after the experiment's limits (smoke preset).
 std::pair<int64_t, int64_t> effective_length(const TrainerOptions& options, const LimitsOptions& limits);
