@@ -249,6 +249,41 @@ TEST_CASE("dsr checkpoints: the reference's key names load strictly; errors name
   CHECK_THROWS_AS(Dsr(some), ConfigError);
 }
 
+TEST_CASE("dsr state: saved and loaded into a fresh instance, the same maps bit for bit", "[dsr]") {
+  test::load_builtin_plugins();
+  const std::string text =
+      "vq_checkpoint = 'random'\nunet_base_width = 2\nimage_recon_bottleneck = 4\n[vq]\nnum_hiddens = 8\n"
+      "num_residual_hiddens = 4\nnum_embeddings = 16\nembedding_dim = 4\n";
+  Dsr::Options o;
+  read_options(o, toml::parse(text), "method");
+  RunContext a;
+  a.seeds.experiment = 1;
+  Dsr fitted(o);
+  fitted.build(a);
+  // Different init seeds: only the loaded state can make the second instance agree.
+  RunContext b;
+  b.seeds.experiment = 2;
+  const auto file = test::temp_dir("dsr_state") / "model.safetensors";
+  save_state_dict(fitted.state(), file);
+  Dsr loaded(o);
+  loaded.load_state(load_state_dict(file), b, file.string());
+  Batch batch;
+  torch::manual_seed(5);
+  batch.images = torch::rand({2, 3, 32, 32});
+  batch.info.resize(2);
+  const Prediction p = fitted.predict(batch, a), q = loaded.predict(batch, b);
+  CHECK(torch::equal(p.maps, q.maps));
+  CHECK(torch::equal(p.scores, q.scores));
+  StateDict cut = load_state_dict(file);
+  const auto gone = cut.lower_bound("upsample.");
+  REQUIRE(gone != cut.end());
+  const std::string key = gone->first;
+  cut.erase(gone);
+  Dsr refused(o);
+  CHECK_THROWS_WITH(refused.load_state(cut, b, "cut.safetensors"),
+                    Catch::Contains(key) && Catch::Contains("cut.safetensors"));
+}
+
 TEST_CASE("dsr_crop: test_dsr.py crop_image margins", "[dsr]") {
   const torch::Tensor x = torch::arange(2 * 64 * 64, torch::kFloat32).view({2, 1, 64, 64});
   const torch::Tensor c = dsr_crop(x, 56);

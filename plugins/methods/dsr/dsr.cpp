@@ -352,6 +352,22 @@ Prediction Dsr::predict(const Batch& batch, const RunContext& ctx) {
   return p;
 }
 
+StateDict Dsr::state() const {
+  if (!vq_) throw Error("dsr: no fitted state yet (fit() or load_state() first)");
+  auto* self = const_cast<Dsr*>(this);
+  StateLayout l;
+  for (const auto& n : module_names()) l.module(n, *self->module(n));
+  return l.save();
+}
+
+void Dsr::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  StateLayout l;
+  for (const auto& n : module_names()) l.module(n, *module(n));
+  l.load(state, source, ctx.device);
+  for (const auto& n : module_names()) module(n)->eval();
+}
+
 nlohmann::json Dsr::summary() const {
   nlohmann::json j = nlohmann::json::object();
   j["method"] = "dsr";
@@ -446,6 +462,17 @@ void DsrVqPretrain::fit(FitContext& ctx) {
     log_info("dsr_vq_pretrain: wrote " + (ctx.run.dir / "vq_model.safetensors").string() +
              " (use it as method.vq_checkpoint of experiments/dsr.toml)");
   }
+}
+
+StateDict DsrVqPretrain::state() const {
+  if (!vq_) throw Error("dsr_vq_pretrain: no fitted state yet (fit() or load_state() first)");
+  return StateLayout().module("vq", *const_cast<DsrVqPretrain*>(this)->vq_).save();
+}
+
+void DsrVqPretrain::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  StateLayout().module("vq", *vq_).load(state, source, ctx.device);
+  vq_->eval();
 }
 
 Prediction DsrVqPretrain::predict(const Batch& batch, const RunContext& ctx) {

@@ -176,6 +176,8 @@ class Dsr : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Builds every module (seeded from the run's init stream; weights_init on the detection and
   /// reconstruction modules) and loads vq_checkpoint and any trained checkpoints (fit() does this).
@@ -248,6 +250,8 @@ class DsrVqPretrain : public Method {
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
+  StateDict state() const override;
+  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
   void build(const RunContext& ctx);
   DiscreteLatentModel& vq() { return vq_; }
   /// Loss terms of one batch (N,3,H,W) in network channel order: "l2:reconstruction",
