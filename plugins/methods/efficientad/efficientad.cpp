@@ -10,6 +10,7 @@
 #include "adfw/core/log.hpp"
 #include "adfw/core/rng.hpp"
 #include "adfw/method/trained.hpp"
+#include "adfw/synth/perlin.hpp"
 #include "adfw/synth/preview.hpp"
 
 namespace adfw {
@@ -161,7 +162,7 @@ EfficientAdSplit efficientad_split(int64_t n, double validation_fraction, uint64
   // random_split(full_train_set, [int(0.9 * n), n - int(0.9 * n)], Generator().manual_seed(seed)).
   int64_t train_size = static_cast<int64_t>(std::floor((1.0 - validation_fraction) * static_cast<double>(n)));
   train_size = std::clamp<int64_t>(train_size, 1, n - 1);
-  torch::Generator gen = at::detail::createCPUGenerator(seed);
+  at::Generator gen = at::detail::createCPUGenerator(seed);
   const torch::Tensor perm = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kInt64));
   EfficientAdSplit s;
   for (int64_t i = 0; i < n; ++i) (i < train_size ? s.train : s.validation).push_back(perm[i].item<int64_t>());
@@ -171,7 +172,8 @@ EfficientAdSplit efficientad_split(int64_t n, double validation_fraction, uint64
 torch::Tensor quantile_normalize(const torch::Tensor& map, double q_start, double q_end) {
   // The reference keeps the quantiles as float32 tensors: (map - qa) / (qb - qa) in float32.
   const float a = static_cast<float>(q_start), b = static_cast<float>(q_end);
-  return 0.1 * (map - a) / (b - a);
+  // Flat held-out maps (q_end == q_start) would divide by zero; the floor keeps the map's order.
+  return 0.1 * (map - a) / std::max(b - a, 1e-12f);
 }
 
 torch::Tensor pil_color_jitter(const torch::Tensor& image01, int kind, double factor) {
@@ -390,6 +392,11 @@ void EfficientAd::fit_quantiles(const ImageSource& images01) {
   q_ae_a_ = torch::quantile(all_ae, opt_.q_start).item<double>();
   q_ae_b_ = torch::quantile(all_ae, opt_.q_end).item<double>();
   has_quantiles_ = true;
+  if (!(static_cast<float>(q_st_b_) > static_cast<float>(q_st_a_)) ||
+      !(static_cast<float>(q_ae_b_) > static_cast<float>(q_ae_a_)))
+    log_warn("efficientad: the held-out maps are flat (quantiles st [" + std::to_string(q_st_a_) + ", " +
+             std::to_string(q_st_b_) + "], ae [" + std::to_string(q_ae_a_) + ", " + std::to_string(q_ae_b_) +
+             "]); the normalisation divides by a floor of 1e-12 instead of zero");
 }
 
 Prediction EfficientAd::infer(const torch::Tensor& images01, int64_t height, int64_t width) {

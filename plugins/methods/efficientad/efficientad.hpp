@@ -97,7 +97,8 @@ struct EfficientAdSplit {
 };
 EfficientAdSplit efficientad_split(int64_t n, double validation_fraction, uint64_t seed);
 
-/// 0.1 * (map - q_start) / (q_end - q_start) (efficientad.py predict()).
+/// 0.1 * (map - q_start) / (q_end - q_start) (efficientad.py predict()), in float32; the
+/// denominator is floored at 1e-12 (flat held-out maps would divide by zero).
 torch::Tensor quantile_normalize(const torch::Tensor& map, double q_start, double q_end);
 
 /// torchvision ColorJitter(brightness | contrast | saturation = strength) applied to a PIL image,
