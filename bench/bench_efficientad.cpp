@@ -5,7 +5,7 @@
 //   BM_EfficientAd_Forward/1: the three networks only (what the paper's 4.4 ms on an A6000 times);
 //   BM_EfficientAd_Predict/1: EfficientAd::infer, the whole inference of one image.
 // At batch 1 the time per iteration is the time per image. Each benchmark warms up (5 untimed
-// passes), then runs 10 repetitions of 10 iterations; Google Benchmark reports their mean, median,
+// passes), then runs 5 repetitions of 3 iterations; Google Benchmark reports their mean, median,
 // standard deviation and coefficient of variation. The context lists the intra-op thread
 // count (ADFW_BENCH_THREADS, default 1) and OMP_WAIT_POLICY; run with OMP_WAIT_POLICY=PASSIVE.
 #include <benchmark/benchmark.h>
@@ -62,8 +62,8 @@ BENCHMARK(BM_EfficientAd_Forward)
     ->Arg(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
-    ->Iterations(10)
-    ->Repetitions(10);
+    ->Iterations(3)
+    ->Repetitions(5);
 
 void BM_EfficientAd_Predict(benchmark::State& state) {
   adfw::configure_threads(bench_threads());
@@ -74,7 +74,7 @@ void BM_EfficientAd_Predict(benchmark::State& state) {
   for (int i = 0; i < 5; ++i) benchmark::DoNotOptimize(m->infer(images, 256, 256).scores.data_ptr<float>());
   for (auto _ : state) benchmark::DoNotOptimize(m->infer(images, 256, 256).scores.data_ptr<float>());
 }
-BENCHMARK(BM_EfficientAd_Predict)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(10)->Repetitions(10);
+BENCHMARK(BM_EfficientAd_Predict)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3)->Repetitions(5);
 
 }  // namespace
 
