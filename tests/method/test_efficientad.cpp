@@ -138,9 +138,10 @@ TEST_CASE("efficientad fit: held-out images never train the student; maps and sc
   test::load_builtin_plugins();
   const fs::path root = test::temp_dir("efficientad_fit");
   std::vector<SampleInfo> train;
+  cv::RNG noise(7);  // its own generator: OpenCV's global one feeds other tests' images
   for (int i = 0; i < 10; ++i) {
     cv::Mat img(64, 64, CV_8UC3);
-    cv::randu(img, cv::Scalar(60, 60, 60), cv::Scalar(200, 200, 200));
+    noise.fill(img, cv::RNG::UNIFORM, cv::Scalar(60, 60, 60), cv::Scalar(200, 200, 200));
     const fs::path p = root / (std::to_string(i) + ".png");
     REQUIRE(cv::imwrite(p.string(), img));
     train.push_back({p.string(), "", 0, "good", Split::train, Supervision::normal, "tiny"});
