@@ -11,3 +11,5 @@ ADFW_REGISTER(adfw::Loss, adfw::SSIMLoss, "ssim", "1 - SSIM, Gaussian window 11 
 ADFW_REGISTER(adfw::Loss, adfw::MSGMSLoss, "msgms", "multi-scale gradient magnitude dissimilarity (RIAD)");
 ADFW_REGISTER(adfw::Loss, adfw::TruncatedL1Loss, "truncated_l1",
               "margin loss on scores: normal below -margin, anomalous above +margin (SimpleNet, SuperSimpleNet)");
+ADFW_REGISTER(adfw::Loss, adfw::HardFeatureLoss, "hard_feature",
+              "mean of the squared errors at or above their q-quantile (EfficientAD student loss, q 0.999)");

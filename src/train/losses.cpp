@@ -308,4 +308,21 @@ torch::Tensor TruncatedL1Loss::forward(const torch::Tensor& p, const torch::Tens
   return weighted_mean((p + m).clamp_min(0), normal) + weighted_mean((m - p).clamp_min(0), anomalous);
 }
 
+torch::Tensor HardFeatureLoss::threshold(const torch::Tensor& p, const torch::Tensor& t) const {
+  require_same_shape("hard_feature", p, t);
+  torch::NoGradGuard ng;
+  const torch::Tensor d = (p - as_prediction(t, p)).pow(2);
+  // torch.quantile's default interpolation is linear, as efficientad.py uses it.
+  return torch::quantile(d.reshape({-1}), options_.quantile);
+}
+
+torch::Tensor HardFeatureLoss::forward(const torch::Tensor& p, const torch::Tensor& t, const torch::Tensor& w) const {
+  const torch::Tensor hard = threshold(p, t);
+  const torch::Tensor d = (p - as_prediction(t, p)).pow(2);
+  // mean(d[d >= d_hard]) as a weighted mean with a 0/1 selection, so per-element weights compose.
+  torch::Tensor sel = (d.detach() >= hard).to(p.scalar_type());
+  if (w.defined()) sel = sel * w.to(p.device(), p.scalar_type());
+  return weighted_mean(d, sel);
+}
+
 }  // namespace adfw

@@ -134,6 +134,10 @@ const std::vector<Case>& cases() {
        "attention_levels = [1]\nres_blocks = 1\n[synthesizer]\ntype = 'transparency'\nfolder = ''\n"
        "texture_probability = 0.0\n[trainer]\nepochs = 50\nbatch_size = 4\n[trainer.optimizer]\nkind = 'adamw'\n"
        "lr = 1e-3\n"},
+      // EfficientAD needs 256 px (its autoencoder's fixed sizes); narrow networks, a random teacher.
+      {"efficientad", 256,
+       "type = 'efficientad'\nout_channels = 16\npdn_width = 8\nae_width = 4\nteacher_weights = 'random'\n"
+       "[trainer]\nsteps = 150\n[trainer.optimizer]\nlr = 1e-3\n"},
   };
   return c;
 }
@@ -232,3 +236,4 @@ TEST_CASE("riad: fit + predict on tiny data separates a white square", "[method-
 TEST_CASE("supersimplenet: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("supersimplenet"); }
 TEST_CASE("simplenet: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("simplenet"); }
 TEST_CASE("transfusion: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("transfusion"); }
+TEST_CASE("efficientad: fit + predict on tiny data separates a white square", "[method-level]") { fit_predict_separates("efficientad"); }

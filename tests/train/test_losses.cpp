@@ -89,6 +89,28 @@ TEST_CASE("l1, l2 and smooth_l1 against hand values", "[loss]") {
   CHECK(val(make_loss("l1")->forward(vec({1, 1}), torch::tensor({0, 3}, torch::kUInt8))) == Approx(1.5));
 }
 
+TEST_CASE("hard_feature: hand-computed quantiles, selection and gradient", "[loss]") {
+  // d = (p - t)^2 = 0, 1, 4, 9, 16. torch.quantile (linear): position q * (n - 1) between the
+  // sorted values. q = 0.5: position 2 -> 4, elements >= 4: 4, 9, 16 -> 29 / 3.
+  const torch::Tensor t = torch::zeros({5});
+  torch::Tensor p = vec({2, 0, 4, 1, 3}).requires_grad_(true);  // unsorted: the quantile sorts
+  const torch::Tensor loss = make_loss("hard_feature", "quantile = 0.5")->forward(p, t);
+  CHECK(val(loss) == Approx(29.0 / 3));
+  // q = 0.9: position 3.6 -> 9 + 0.6 (16 - 9) = 13.2; only 16 is at or above it.
+  CHECK(val(make_loss("hard_feature", "quantile = 0.9")->forward(p, t)) == Approx(16.0));
+  // q = 0: the threshold is the minimum, every element counts: the mean squared error 30 / 5.
+  CHECK(val(make_loss("hard_feature", "quantile = 0.0")->forward(p, t)) == Approx(6.0));
+  const HardFeatureLoss hard(HardFeatureOptions{0.5});
+  CHECK(val(hard.threshold(p, t)) == Approx(4.0));
+  CHECK(val(HardFeatureLoss(HardFeatureOptions{0.999}).threshold(p, t)) == Approx(9 + 0.996 * 7));
+  // Gradient 2 (p - t) / 3 on the three selected elements, 0 elsewhere.
+  loss.backward();
+  const std::vector<float> want = {4.0f / 3, 0, 8.0f / 3, 0, 2.0f};
+  for (int i = 0; i < 5; ++i) CHECK(p.grad()[i].item<float>() == Approx(want[i]));
+  // Per-element weights act on the selected elements only: weight 0 on the 16 leaves 4 and 9.
+  CHECK(val(hard.forward(p, t, vec({1, 1, 0, 1, 1}))) == Approx(6.5));
+}
+
 TEST_CASE("bce against hand values", "[loss]") {
   const auto logits = make_loss("bce");
   CHECK(val(logits->forward(vec({0.0}), vec({1.0}))) == Approx(std::log(2.0)));
@@ -467,7 +489,7 @@ TEST_CASE("evaluate_losses: values, total, weights and errors", "[loss]") {
 TEST_CASE("the loss registry lists and describes every loss", "[loss]") {
   test::load_builtin_plugins();
   const auto names = Registry<Loss>::instance().names();
-  for (const char* n : {"l1", "l2", "smooth_l1", "bce", "focal", "ssim", "msgms", "truncated_l1"}) {
+  for (const char* n : {"l1", "l2", "smooth_l1", "bce", "focal", "ssim", "msgms", "truncated_l1", "hard_feature"}) {
     INFO(n);
     CHECK(std::find(names.begin(), names.end(), n) != names.end());
   }

@@ -13,6 +13,7 @@
 //   ssim        1 - SSIM (Wang et al. 2004) with DRAEM's window and constants
 //   msgms       multi-scale gradient magnitude similarity (RIAD, Zavrtanik et al. 2021)
 //   truncated_l1  SimpleNet / SuperSimpleNet margin loss on scores
+//   hard_feature  EfficientAD's student loss: the mean of the squared errors at or above their q-quantile
 //
 // Shapes: prediction and target must have the same shape, except for focal with
 // input = "softmax" (prediction (N,K,...) logits, target (N,1,...) class indices). A mismatch
@@ -237,6 +238,36 @@ class TruncatedL1Loss final : public Loss {
   explicit TruncatedL1Loss(const Options& options) : options_(options) {}
   torch::Tensor forward(const torch::Tensor& prediction, const torch::Tensor& target,
                         const torch::Tensor& weight = {}) const override;
+
+ private:
+  Options options_;
+};
+
+struct HardFeatureOptions {
+  double quantile = 0.999;
+  template <class V>
+  void fields(V& v) {
+    v("quantile", quantile,
+      "only squared errors at or above this quantile of all of them count (torch.quantile, linear "
+      "interpolation, over the whole tensor); EfficientAD: 0.999; 0 = the plain mean squared error "
+      "(default 0.999)",
+      Check::range(0, 1));
+  }
+};
+
+/// hard_feature: EfficientAD's hard-feature loss (Batzner et al., WACV 2024, eq. 1;
+/// nelson1425/EfficientAD efficientad.py): d = (p - t)^2, d_hard = quantile(d, q) over every
+/// element of the batch, loss = weighted mean of d over the elements with d >= d_hard. The
+/// threshold is not differentiated (only the selection depends on it). Weights broadcast to d; the
+/// quantile itself is taken over all elements, unweighted.
+class HardFeatureLoss final : public Loss {
+ public:
+  using Options = HardFeatureOptions;
+  explicit HardFeatureLoss(const Options& options) : options_(options) {}
+  torch::Tensor forward(const torch::Tensor& prediction, const torch::Tensor& target,
+                        const torch::Tensor& weight = {}) const override;
+  /// d_hard = quantile((p - t)^2, q) (a 0-dim tensor, no gradient).
+  torch::Tensor threshold(const torch::Tensor& prediction, const torch::Tensor& target) const;
 
  private:
   Options options_;
