@@ -38,6 +38,14 @@ while IFS= read -r exp; do
       echo "skipped: $exp (image folder: $dtd not found; set ADFW_SHARED)"; skipped=1; continue
     fi
   fi
+  # EfficientAD's networks take 256-px images only (the method says so when they differ).
+  if "$adfw" config "$exp" --preset presets/smoke | grep -E "^type = ['\"]efficientad['\"]" > /dev/null; then
+    extra+=(--set input.resize=256)
+  fi
+  # No published EfficientAD teacher on a test machine: a seeded random one.
+  if "$adfw" config "$exp" --preset presets/smoke | grep -E "^teacher_weights = ['\"].+['\"]" | grep -v random > /dev/null; then
+    extra+=(--set method.teacher_weights=random)
+  fi
   echo "== $exp"
   if ! "$adfw" --quiet run "$exp" --preset presets/smoke "${extra[@]}" --output "$work/runs" --run-id smoke \
       > "$work/out.json" 2> "$work/err.txt"; then

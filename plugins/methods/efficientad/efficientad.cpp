@@ -425,7 +425,20 @@ torch::Tensor EfficientAd::penalty_image(const std::vector<std::string>& files, 
   return img;
 }
 
+namespace {
+/// The PDNs and the autoencoder assume 256 x 256 inputs (efficientad.py resizes every image so);
+/// other sizes would fail deep inside a convolution.
+void require_256(int64_t height, int64_t width) {
+  if (height != 256 || width != 256)
+    throw ConfigError("efficientad: the networks are built for 256 x 256 inputs (efficientad.py resizes every "
+                      "image to 256), got " + std::to_string(height) + " x " + std::to_string(width) +
+                      ": set input.resize = 256 and no input.center_crop");
+}
+}  // namespace
+
 void EfficientAd::fit(FitContext& ctx) {
+  const ImageSize in = ctx.transforms.center_crop.empty() ? ctx.transforms.resize : ctx.transforms.center_crop;
+  if (!in.empty()) require_256(in.height, in.width);
   build(ctx.run);
   std::vector<SampleInfo> train_set, val_set;
   if (!ctx.val.empty()) {
@@ -489,6 +502,7 @@ void EfficientAd::fit(FitContext& ctx) {
 }
 
 Prediction EfficientAd::predict(const Batch& batch, const RunContext&) {
+  require_256(batch.images.size(2), batch.images.size(3));
   return infer(batch.images, batch.images.size(2), batch.images.size(3));
 }
 
