@@ -328,6 +328,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
   lo.augment = o.augment;
   lo.cache = o.cache;
   lo.seed = run.seeds.data_order();
+  lo.sampler = spec.sampler;
   auto loader = ctx.loader(train_set, lo, spec.hook);
   const int64_t per_epoch = loader->num_batches();
   int64_t total_steps = epochs * per_epoch;
@@ -368,6 +369,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
       vo.shuffle = false;
       vo.drop_last = false;
       vo.augment = false;
+      vo.sampler = "all";
       auto vl = ctx.loader(val_set, vo, spec.hook);
       vl->start_epoch(0);
       double sum = 0;
@@ -423,6 +425,7 @@ TrainSummary train(FitContext& ctx, const TrainerOptions& o, TrainSpec& spec) {
   LossValues last;
   set_modules_train(spec, true);
   while (pos.step < total_steps && pos.epoch < total_epochs) {
+    if (spec.on_epoch) spec.on_epoch(pos.epoch);
     loader->start_epoch(pos.epoch, pos.batch);
     while (pos.step < total_steps) {
       auto batch = loader->next();
