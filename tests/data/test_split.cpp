@@ -146,7 +146,7 @@ TEST_CASE("data split: the manifest carries the protocol line and reads back", "
   ManifestOptions mo;
   mo.path = csv.string();
   ManifestDataset d(mo);
-  CHECK(d.samples(Split::test).size() == 16);  // 4 normal + 12 anomalous
+  CHECK(d.samples(Split::test).size() == 12);  // 4 normal + 8 anomalous
   CHECK(d.samples(Split::train).size() == 13);  // 6 normal + 7 moved
   CHECK(count(d.samples(Split::train), Split::train, Supervision::pixel_mask).size() == 2);
   CHECK(d.describe().find("protocol: adfw data split") != std::string::npos);

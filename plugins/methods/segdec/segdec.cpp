@@ -40,10 +40,21 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t pad) {
   return c;
 }
 
-/// models.py _conv_block: conv (no bias), FeatureNorm, ReLU.
-torch::nn::Sequential block(int64_t in, int64_t out, int64_t k, int64_t pad) {
-  return torch::nn::Sequential(conv(in, out, k, pad), FeatureNorm(out), torch::nn::ReLU());
-}
+/// models.py _conv_block: conv (no bias), FeatureNorm, ReLU, under the Sequential's indices 0, 1, 2
+/// (a module of its own: LibTorch's Sequential cannot hold a Sequential).
+class ConvBlockImpl : public torch::nn::Module {
+ public:
+  ConvBlockImpl(int64_t in, int64_t out, int64_t k, int64_t pad)
+      : conv_(register_module("0", conv(in, out, k, pad))), norm_(register_module("1", FeatureNorm(out))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return torch::relu(norm_->forward(conv_->forward(x))); }
+
+ private:
+  torch::nn::Conv2d conv_;
+  FeatureNorm norm_;
+};
+TORCH_MODULE(ConvBlock);
+
+ConvBlock block(int64_t in, int64_t out, int64_t k, int64_t pad) { return ConvBlock(in, out, k, pad); }
 
 torch::nn::MaxPool2d pool() { return torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)); }
 
