@@ -309,11 +309,11 @@ Table build_table(const RunSet& set, const TableOptions& o) {
     const auto p = r->metrics.find("protocol");
     if (p == r->metrics.end() || !p->is_object()) continue;
     const std::string d = p->value("data", "");
-    const auto at = d.find("protocol: adfw data split");
-    if (at != std::string::npos) split_protocols.insert(d.substr(at));
+    if (d.find("protocol: adfw data split") == std::string::npos) continue;
+    const auto at = d.find("test set ");  // what the runs are tested on, the same for every N of a split
+    split_protocols.insert(at == std::string::npos ? d : d.substr(at));
   }
-  for (const auto& sp : split_protocols)
-    t.notes.push_back("supervised split, test set smaller than the official one: " + sp);
+  for (const auto& sp : split_protocols) t.notes.push_back("supervised split (adfw data split): " + sp);
   if (reference.is_object()) t.reference_source = reference.value("source", "");
   if (t.caption.empty() && reference.is_object() && reference.contains("reproduces"))
     t.caption = sweep::Reproduces::from_json(reference["reproduces"]).caption();
