@@ -362,8 +362,10 @@ void SegDec::fit(FitContext& ctx) {
   spec.hook = target_hook();
   spec.sampler = opt_.frequency_sampling ? "balanced_frequency" : "balanced";
   spec.on_epoch = [this](int64_t epoch) { set_epoch(epoch); };
-  spec.step = [this](const Batch& b, std::mt19937_64&, int64_t) {
-    const auto [w_seg, w_dec] = loss_weights(epoch_);
+  spec.step = [this](const Batch& b, std::mt19937_64&, int64_t at_step) {
+    // Validation (at_step < 0, trainer.selection = "val") compares epochs, so it weighs both terms
+    // the same way every epoch (1 and delta) instead of following the balancing schedule.
+    const auto [w_seg, w_dec] = at_step < 0 ? std::make_pair(1.0, opt_.delta) : loss_weights(epoch_);
     return step(forward(b.images), batch_targets(b, device_), w_seg, w_dec).values;
   };
   spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
