@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/log.hpp"
 #include "adfw/core/rng.hpp"
 
 namespace adfw {
@@ -232,6 +234,23 @@ torch::Tensor segdec_downsize(const torch::Tensor& x, int64_t f) {
 
 // =============================================================================================
 
+namespace {
+
+/// The network's input size for an image of (h, w): sides rounded up to multiples of 8, at least
+/// 128 high and 64 wide, so the extractor's 1/64 map keeps two values for FeatureNorm's unbiased
+/// std (the reference rejects other sizes; smaller images are zero-padded at the bottom and right).
+std::pair<int64_t, int64_t> network_size(int64_t h, int64_t w) {
+  auto up8 = [](int64_t v) { return (v + 7) / 8 * 8; };
+  return {std::max<int64_t>(up8(h), 128), std::max<int64_t>(up8(w), 64)};
+}
+
+torch::Tensor pad_to(const torch::Tensor& x, int64_t h, int64_t w) {
+  if (x.size(-2) == h && x.size(-1) == w) return x;
+  return torch::constant_pad_nd(x, {0, w - x.size(-1), 0, h - x.size(-2)}, 0.0);
+}
+
+}  // namespace
+
 SegDec::Options::Options() {
   // EXPERIMENTS_COMIND.sh, KSDD2 row: 50 epochs, lr 0.01, batch 1; end2end.py _get_optimizer: SGD
   // without momentum; no augmentation; the final weights are evaluated (USE_BEST_MODEL false).
@@ -263,7 +282,8 @@ torch::Tensor SegDec::network_input(const torch::Tensor& images) const {
 }
 
 SegDecNet::Outputs SegDec::forward(const torch::Tensor& images) {
-  return network().forward(network_input(images.to(device_)), opt_.dec_grad_multiplier);
+  const auto [h, w] = network_size(images.size(2), images.size(3));
+  return network().forward(pad_to(network_input(images.to(device_)), h, w), opt_.dec_grad_multiplier);
 }
 
 std::pair<double, double> SegDec::loss_weights(int64_t epoch) const {
@@ -275,8 +295,10 @@ std::pair<double, double> SegDec::loss_weights(int64_t epoch) const {
 SegDec::Targets SegDec::targets(const torch::Tensor& gt_u8, bool segmented, int64_t height, int64_t width) const {
   Targets t;
   const bool positive = gt_u8.defined() && gt_u8.max().item<int>() > 0;
+  const int64_t h = height, w = width;
+  std::tie(height, width) = network_size(h, w);
   if (positive) {
-    const torch::Tensor label = segdec_label(gt_u8, opt_.dilate, height, width);
+    const torch::Tensor label = pad_to(segdec_label(gt_u8, opt_.dilate, h, w), height, width);
     t.seg_mask = segdec_downsize(label);
     t.seg_loss_mask = opt_.weighted_seg_loss
                           ? segdec_downsize(segdec_distance_weights(label, opt_.weight_max, opt_.weight_p))
@@ -353,8 +375,9 @@ void SegDec::fit(FitContext& ctx) {
   std::size_t positives = 0;
   for (const auto& s : ctx.train) positives += s.label != 0;
   if (positives == 0)
-    throw ConfigError("segdec needs anomalous training images (e.g. data.n_pixel_labelled / n_image_labelled for "
-                      "KSDD2, or a split made with `adfw data split`); the training split has none");
+    log_warn("segdec: the training split has no anomalous images, so the networks only see normal ones and the "
+             "decision head learns a constant (give it anomalies: data.n_pixel_labelled / n_image_labelled for "
+             "KSDD2, or a split made with `adfw data split`)");
   build(ctx.run);
   TrainSpec spec;
   spec.modules = {{"segdecnet", net_->module()}};
@@ -381,12 +404,15 @@ Prediction SegDec::predict(const Batch& batch, const RunContext&) {
   p.scores = torch::sigmoid(out.decision).reshape({-1}).to(torch::kCPU).to(torch::kFloat32);
   // The map is the sigmoid of the segmentation logits resized to the input (the reference's plots:
   // cv2.resize INTER_LINEAR, half-pixel centres as align_corners = false).
-  p.maps = torch::nn::functional::interpolate(
-               torch::sigmoid(out.seg),
-               torch::nn::functional::InterpolateFuncOptions()
-                   .size(std::vector<int64_t>{batch.images.size(2), batch.images.size(3)})
-                   .mode(torch::kBilinear)
-                   .align_corners(false))
+  const int64_t h = batch.images.size(2), w = batch.images.size(3);
+  const auto [ph, pw] = network_size(h, w);
+  p.maps = torch::nn::functional::interpolate(torch::sigmoid(out.seg), torch::nn::functional::InterpolateFuncOptions()
+                                                                           .size(std::vector<int64_t>{ph, pw})
+                                                                           .mode(torch::kBilinear)
+                                                                           .align_corners(false))
+               .slice(2, 0, h)
+               .slice(3, 0, w)
+               .contiguous()
                .to(torch::kCPU)
                .to(torch::kFloat32);
   return p;

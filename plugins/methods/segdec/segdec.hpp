@@ -138,7 +138,9 @@ class SegDec : public Method {
     torch::Tensor seg_mask, seg_loss_mask, is_pos, is_segmented;
   };
   /// The targets of one image of size (height, width) from its pixel label u8 (H0,W0) at the file's
-  /// resolution (undefined = normal), and whether it is pixel-labelled.
+  /// resolution (undefined = normal), and whether it is pixel-labelled. Images whose sides are not
+  /// multiples of 8 or smaller than 128 high x 64 wide are zero-padded (bottom, right) for the
+  /// network, and their targets with them.
   Targets targets(const torch::Tensor& gt_u8, bool segmented, int64_t height, int64_t width) const;
   /// The loader hook: reads pixel-labelled samples' masks from disk at their own resolution.
   SampleHook target_hook() const;
