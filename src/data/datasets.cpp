@@ -481,22 +481,127 @@ ManifestDataset::ManifestDataset(const Options& o) : opt_(o) {
 }
 
 std::string ManifestDataset::describe() const {
-  return "manifest " + opt_.path + (opt_.category.empty() ? "" : " (category " + opt_.category + ")");
+  std::string d = "manifest " + opt_.path + (opt_.category.empty() ? "" : " (category " + opt_.category + ")");
+  if (fs::is_regular_file(opt_.path))
+    for (const auto& c : manifest_comments(opt_.path)) d += "; " + c;
+  return d;
+}
+
+std::vector<std::string> manifest_comments(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error("cannot open CSV file " + file.string());
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line) && line.rfind('#', 0) == 0) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::size_t b = 1;
+    while (b < line.size() && line[b] == ' ') ++b;
+    out.push_back(line.substr(b));
+  }
+  return out;
+}
+
+SupervisedSplit make_supervised_split(const std::vector<SampleInfo>& all, const SupervisedSplitOptions& o) {
+  if (!(o.anomalous_train >= 0.0 && o.anomalous_train < 1.0))
+    throw ConfigError("--anomalous-train: " + std::to_string(o.anomalous_train) +
+                      " is not a fraction in [0, 1) (the test set must keep anomalies)");
+  if (o.pixel_labelled < -1) throw ConfigError("--pixel-labelled: must be -1 (all) or a count >= 0");
+  if (o.image_labelled < -1) throw ConfigError("--image-labelled: must be -1 (all the rest) or a count >= 0");
+  SupervisedSplit r;
+  // Anomalous test images per defect type, each type in path order (independent of listing order).
+  std::map<std::string, std::vector<std::size_t>> types;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (all[i].split != Split::test) continue;
+    ++r.official_test;
+    if (all[i].label != 0) types[all[i].defect_type].push_back(i);
+  }
+  if (types.empty()) throw Error("data split: the test set has no anomalous images to move into training");
+  std::vector<std::vector<std::size_t>> moved_by_type;
+  for (auto& [type, idx] : types) {
+    std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return all[a].path < all[b].path; });
+    std::mt19937_64 g(data_detail::mix_seed(o.seed, "data_split/" + type));
+    data_detail::stable_shuffle(idx, g);
+    const int n = static_cast<int>(idx.size());
+    const int k = std::min<int>(static_cast<int>(std::llround(o.anomalous_train * n)), n - 1);
+    r.per_type[type] = {n, k};
+    moved_by_type.emplace_back(idx.begin(), idx.begin() + k);
+  }
+  std::vector<std::size_t> moved;  // round-robin over the types
+  for (std::size_t round = 0;; ++round) {
+    bool any = false;
+    for (const auto& m : moved_by_type)
+      if (round < m.size()) {
+        moved.push_back(m[round]);
+        any = true;
+      }
+    if (!any) break;
+  }
+  const int total = static_cast<int>(moved.size());
+  const int n_pix = o.pixel_labelled < 0 ? total : o.pixel_labelled;
+  if (n_pix > total)
+    throw ConfigError("--pixel-labelled: " + std::to_string(n_pix) + " but only " + std::to_string(total) +
+                      " anomalous images move into training (raise --anomalous-train)");
+  const int rest = total - n_pix;
+  const int n_img = o.image_labelled < 0 ? rest : o.image_labelled;
+  if (n_img > rest)
+    throw ConfigError("--image-labelled: " + std::to_string(n_img) + " but only " + std::to_string(rest) +
+                      " moved anomalous images are left after the pixel-labelled ones");
+  std::vector<int> role(all.size(), 0);  // 0 unchanged, 1 pixel, 2 image, 3 dropped
+  for (int j = 0; j < total; ++j) role[moved[j]] = j < n_pix ? 1 : j < n_pix + n_img ? 2 : 3;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    SampleInfo s = all[i];
+    if (role[i] == 3) {
+      ++r.dropped;
+      continue;
+    }
+    if (role[i] == 1) {
+      if (s.mask_path.empty())
+        throw Error("data split: " + s.path + " is to keep its pixel mask but has none (lower --pixel-labelled)");
+      s.split = Split::train;
+      s.supervision = Supervision::pixel_mask;
+      ++r.pixel_labelled;
+    } else if (role[i] == 2) {
+      s.split = Split::train;
+      s.supervision = Supervision::image_label;
+      s.mask_path.clear();
+      ++r.image_labelled;
+    }
+    if (s.split == Split::test) ++r.test;
+    r.samples.push_back(std::move(s));
+  }
+  std::ostringstream p;
+  p << "protocol: adfw data split seed " << o.seed << "; " << o.anomalous_train
+    << " of each defect type's anomalous test images moved to training (";
+  bool first = true;
+  for (const auto& [type, nk] : r.per_type) {
+    std::string t = type;
+    std::replace(t.begin(), t.end(), ',', ' ');
+    p << (first ? "" : " ") << t << " " << nk.second << "/" << nk.first;
+    first = false;
+  }
+  p << "); " << r.pixel_labelled << " pixel-labelled; " << r.image_labelled << " image-labelled; " << r.dropped
+    << " dropped; test set " << r.test << " of the official " << r.official_test
+    << " images (smaller than the official test set: not comparable with full-test-set results)";
+  r.protocol = p.str();
+  return r;
 }
 
 std::vector<SampleInfo> ManifestDataset::read_all() const {
   const fs::path file(opt_.path);
   if (!fs::is_regular_file(file)) throw Error("manifest file not found: " + file.string());
   const auto rows = csv::read(file);
-  if (rows.empty()) throw Error("manifest is empty (no header): " + file.string());
-  const auto idx = header_index(rows[0]);
+  // Leading "# ..." lines (the protocol of `adfw data split`) are not rows.
+  std::size_t first = 0;
+  while (first < rows.size() && !rows[first].empty() && rows[first][0].rfind('#', 0) == 0) ++first;
+  if (first >= rows.size()) throw Error("manifest is empty (no header): " + file.string());
+  const auto idx = header_index(rows[first]);
   for (const char* col : {"path", "label", "split"})
     if (!idx.count(col))
       throw Error(file.string() + ":1: missing column '" + col +
                   "' (expected header path,label,split,mask,defect_type,supervision)");
   const fs::path base = fs::absolute(file).parent_path();
   std::vector<SampleInfo> out;
-  for (std::size_t r = 1; r < rows.size(); ++r) {
+  for (std::size_t r = first + 1; r < rows.size(); ++r) {
     const auto& row = rows[r];
     const std::string where = file.string() + ":" + std::to_string(r + 1) + ": ";
     SampleInfo s;
@@ -561,7 +666,8 @@ std::vector<SampleInfo> ManifestDataset::samples(Split split) const {
   return out;
 }
 
-void write_manifest(const fs::path& out, const std::vector<SampleInfo>& samples) {
+void write_manifest(const fs::path& out, const std::vector<SampleInfo>& samples,
+                    const std::vector<std::string>& comments) {
   const fs::path abs_out = fs::absolute(out).lexically_normal();
   const fs::path base = abs_out.parent_path();
   auto rel = [&](const std::string& p) -> std::string {
@@ -570,6 +676,11 @@ void write_manifest(const fs::path& out, const std::vector<SampleInfo>& samples)
     return r.empty() ? fs::absolute(p).string() : r.generic_string();
   };
   std::ostringstream os;
+  for (const auto& c : comments) {
+    if (c.find_first_of(",\"\n\r") != std::string::npos)
+      throw Error("manifest comment line holds a comma, quote or line break: " + c);
+    os << "# " << c << "\n";
+  }
   const auto cols = manifest_columns();
   for (std::size_t i = 0; i < cols.size(); ++i) os << (i ? "," : "") << cols[i];
   os << "\n";

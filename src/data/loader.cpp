@@ -1,5 +1,7 @@
 #include "adfw/data/loader.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "adfw/core/error.hpp"
@@ -12,19 +14,86 @@ Loader::Loader(std::vector<SampleInfo> samples, TransformOptions transforms, Loa
   if (opt_.batch_size < 1) throw ConfigError("loader.batch_size must be >= 1");
   if (opt_.num_workers < 0) throw ConfigError("loader.num_workers must be >= 0");
   if (opt_.prefetch < 1) throw ConfigError("loader.prefetch must be >= 1");
+  if (opt_.sampler != "all" && opt_.sampler != "balanced" && opt_.sampler != "balanced_frequency")
+    throw ConfigError("loader.sampler: unknown sampler '" + opt_.sampler + "' (all, balanced, balanced_frequency)");
   if (opt_.cache) cache_.resize(samples_.size());
 }
 
 Loader::~Loader() { stop_workers(); }
 
 int64_t Loader::num_batches() const {
-  const int64_t n = num_samples(), b = opt_.batch_size;
+  const int64_t n = static_cast<int64_t>(epoch_samples(0).size()), b = opt_.batch_size;
   return opt_.drop_last ? n / b : (n + b - 1) / b;
 }
 
+std::vector<std::size_t> Loader::epoch_samples(int64_t epoch) const {
+  std::vector<std::size_t> all(samples_.size());
+  std::iota(all.begin(), all.end(), 0);
+  if (opt_.sampler == "all") return all;
+  std::vector<std::size_t> pos, neg;
+  for (std::size_t i = 0; i < samples_.size(); ++i) (samples_[i].label != 0 ? pos : neg).push_back(i);
+  if (pos.empty() || neg.empty()) return all;
+  // mixed-segdec-net data/dataset.py __getitem__: an epoch is every positive plus one negative per
+  // positive. The first epoch (and every epoch of "balanced") takes them from a fresh permutation;
+  // "balanced_frequency" then draws without replacement with probabilities
+  //   q = 1 - freq / max(freq);  q = q - median(q) + 1;  q = q^(4 ln n);  normalised,
+  // freq counting how often each negative was drawn in the earlier epochs.
+  const std::size_t n = neg.size(), m = pos.size();
+  std::vector<double> freq(n, 0.0);
+  std::vector<std::size_t> chosen;
+  const int64_t first = opt_.sampler == "balanced_frequency" ? 0 : epoch;
+  for (int64_t e = first; e <= epoch; ++e) {
+    std::mt19937_64 g(data_detail::mix_seed(opt_.seed, "loader/negatives", static_cast<uint64_t>(e)));
+    chosen.clear();
+    const double fmax = *std::max_element(freq.begin(), freq.end());
+    if (e == 0 || opt_.sampler == "balanced" || fmax <= 0) {
+      std::vector<std::size_t> perm(n);
+      std::iota(perm.begin(), perm.end(), 0);
+      data_detail::stable_shuffle(perm, g);
+      for (std::size_t k = 0; k < m; ++k) chosen.push_back(perm[k % n]);
+    } else {
+      std::vector<double> q(n);
+      for (std::size_t i = 0; i < n; ++i) q[i] = 1.0 - freq[i] / fmax;
+      std::vector<double> sorted = q;
+      std::sort(sorted.begin(), sorted.end());
+      const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+      const double power = std::log(static_cast<double>(n)) * 4.0;
+      for (auto& x : q) x = std::pow(x - median + 1.0, power);
+      // Successive draws from the remaining weights: numpy's choice(replace=False, p=q). More
+      // positives than negatives: the negatives are used up and drawn again.
+      std::vector<double> w = q;
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      for (std::size_t k = 0; k < m; ++k) {
+        if (k % n == 0 && k > 0) w = q;
+        double total = 0;
+        for (double x : w) total += x;
+        std::size_t pick = n;
+        if (total > 0) {
+          double r = u(g) * total;
+          for (std::size_t i = 0; i < n; ++i) {
+            if (w[i] <= 0) continue;
+            pick = i;
+            if (r < w[i]) break;
+            r -= w[i];
+          }
+        } else {  // every remaining weight underflowed: the first unused one
+          for (std::size_t i = 0; i < n && pick == n; ++i)
+            if (std::find(chosen.begin() + static_cast<std::ptrdiff_t>(k - k % n), chosen.end(), i) == chosen.end())
+              pick = i;
+        }
+        chosen.push_back(pick);
+        w[pick] = 0;
+      }
+    }
+    for (std::size_t i : chosen) freq[i] += 1;
+  }
+  std::vector<std::size_t> out = pos;
+  for (std::size_t i : chosen) out.push_back(neg[i]);
+  return out;
+}
+
 std::vector<std::vector<std::size_t>> Loader::epoch_plan(int64_t epoch) const {
-  std::vector<std::size_t> order(samples_.size());
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<std::size_t> order = epoch_samples(epoch);
   if (opt_.shuffle) {
     std::mt19937_64 g(data_detail::mix_seed(opt_.seed, "loader/order", static_cast<uint64_t>(epoch)));
     data_detail::stable_shuffle(order, g);

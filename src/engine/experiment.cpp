@@ -131,6 +131,8 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   protocol["split"] = "test";
   protocol["test_images"] = test.size();
   protocol["train_images"] = train.size();
+  // A manifest from `adfw data split` names its protocol (a test set smaller than the official one).
+  protocol["data"] = dataset->describe();
   const nlohmann::json msum = method->summary();
   protocol["checkpoint"] = msum.value("checkpoint", "final model (no checkpoint selection)");
   if (msum.value("selected_on_test", false)) {

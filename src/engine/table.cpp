@@ -303,6 +303,17 @@ Table build_table(const RunSet& set, const TableOptions& o) {
     t.notes.push_back(std::to_string(on_test) + " of " + std::to_string(used.size()) +
                       " run(s) chose their weights on the test set (trainer.selection = \"test\"): their numbers are "
                       "optimistic");
+  // Runs on a supervised split (`adfw data split`) are tested on part of the official test set.
+  std::set<std::string> split_protocols;
+  for (const auto* r : used) {
+    const auto p = r->metrics.find("protocol");
+    if (p == r->metrics.end() || !p->is_object()) continue;
+    const std::string d = p->value("data", "");
+    if (d.find("protocol: adfw data split") == std::string::npos) continue;
+    const auto at = d.find("test set ");  // what the runs are tested on, the same for every N of a split
+    split_protocols.insert(at == std::string::npos ? d : d.substr(at));
+  }
+  for (const auto& sp : split_protocols) t.notes.push_back("supervised split (adfw data split): " + sp);
   if (reference.is_object()) t.reference_source = reference.value("source", "");
   if (t.caption.empty() && reference.is_object() && reference.contains("reproduces"))
     t.caption = sweep::Reproduces::from_json(reference["reproduces"]).caption();

@@ -381,6 +381,7 @@ TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec&
   lo.augment = o.augment;
   lo.cache = o.cache;
   lo.seed = place.salt.empty() ? run.seeds.data_order() : derive_seed(run.seeds.data_order(), place.salt + "data_order");
+  lo.sampler = spec.sampler;
   auto loader = ctx.loader(train_set, lo, spec.hook);
   const int64_t per_epoch = loader->num_batches();
   int64_t total_steps = epochs * per_epoch;
@@ -421,6 +422,7 @@ TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec&
       vo.shuffle = false;
       vo.drop_last = false;
       vo.augment = false;
+      vo.sampler = "all";
       auto vl = ctx.loader(val_set, vo, spec.hook);
       vl->start_epoch(0);
       double sum = 0;
@@ -476,6 +478,7 @@ TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec&
   LossValues last;
   set_modules_train(spec, true);
   while (pos.step < total_steps && pos.epoch < total_epochs) {
+    if (spec.on_epoch) spec.on_epoch(pos.epoch);
     loader->start_epoch(pos.epoch, pos.batch);
     while (pos.step < total_steps) {
       auto batch = loader->next();

@@ -413,3 +413,38 @@ TEST_CASE("trainer stages: stage names must be distinct words", "[trainer]") {
   st[1].name = "a/b";
   CHECK_THROWS_WITH(train_stages(ctx, st), Catch::Contains("non-empty word"));
 }
+
+TEST_CASE("trainer: on_epoch sees every epoch before its steps, also after a resume", "[trainer]") {
+  ToySetup data;
+  TrainerOptions o;
+  o.epochs = 3;
+  o.batch_size = 2;  // 3 steps per epoch
+  o.optimizer.kind = "sgd";
+  o.optimizer.lr = 0.1;
+  const fs::path dir = test::temp_dir("trainer_on_epoch");
+  std::vector<std::pair<int64_t, int64_t>> seen;  // (epoch reported, step at which it was reported)
+  int64_t steps = 0;
+  auto run_with = [&](const RunContext& run, const LimitsOptions& limits) {
+    RunContext r = run;
+    r.limits = limits;
+    FitContext ctx{r, data.train, {}, {}, data.transforms};
+    Toy toy(0.3, -0.1);
+    TrainSpec spec = toy.spec();
+    auto inner = spec.step;
+    spec.step = [&](const Batch& b, std::mt19937_64& rng, int64_t step) {
+      ++steps;
+      return inner(b, rng, step);
+    };
+    spec.on_epoch = [&](int64_t epoch) { seen.push_back({epoch, steps}); };
+    return train(ctx, o, spec);
+  };
+  LimitsOptions first;
+  first.steps = 4;  // stops inside the second epoch
+  run_with(run_ctx(dir), first);
+  CHECK(seen == std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {1, 3}});
+  seen.clear();
+  steps = 0;
+  run_with(run_ctx(dir, /*resume=*/true), LimitsOptions{});
+  // The resumed run re-enters epoch 1 at its second batch, then runs epoch 2.
+  CHECK(seen == std::vector<std::pair<int64_t, int64_t>>{{1, 0}, {2, 2}});
+}

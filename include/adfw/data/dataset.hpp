@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -175,8 +176,36 @@ class ManifestDataset : public Dataset {
 /// The manifest columns, in the order write_manifest writes them.
 std::vector<std::string> manifest_columns();
 /// Writes every split of `samples` as a manifest CSV, atomically (temp file + rename). Paths are
-/// written relative to the manifest's folder.
-void write_manifest(const std::filesystem::path& out, const std::vector<SampleInfo>& samples);
+/// written relative to the manifest's folder. Each of `comments` becomes a "# ..." line before the
+/// header (e.g. the protocol of `adfw data split`); readers skip such lines.
+void write_manifest(const std::filesystem::path& out, const std::vector<SampleInfo>& samples,
+                    const std::vector<std::string>& comments = {});
+/// The "# ..." lines before a manifest's header, without the "# ".
+std::vector<std::string> manifest_comments(const std::filesystem::path& file);
+
+/// A supervised split made from a labelled data set (`adfw data split`).
+struct SupervisedSplitOptions {
+  double anomalous_train = 0.5;  ///< fraction of each defect type's anomalous test images moved to training
+  int pixel_labelled = -1;       ///< moved images that keep their masks (-1 = all)
+  int image_labelled = -1;       ///< further moved images that keep only the label (-1 = all the rest)
+  uint64_t seed = 0;
+};
+struct SupervisedSplit {
+  std::vector<SampleInfo> samples;  ///< every split: the old training images, the moved ones, the new test set
+  std::string protocol;             ///< one line saying what was done (commas avoided: a CSV comment)
+  /// Per defect type: anomalous test images before the split and how many moved to training.
+  std::map<std::string, std::pair<int, int>> per_type;
+  int pixel_labelled = 0, image_labelled = 0, dropped = 0;
+  int official_test = 0, test = 0;
+};
+/// Moves round(anomalous_train * n) of each defect type's n anomalous test images (at most n - 1, so
+/// every type stays in the test set) into training, chosen by a seeded permutation of the type's
+/// paths. The moved images are ordered round-robin over the types (each type in its permuted
+/// order); the first pixel_labelled keep their masks, the next image_labelled keep only the label
+/// and the rest are dropped, so the test set is the same for every N of one seed. Normal images
+/// and anomalous training images already there keep their split. Throws ConfigError naming the
+/// option for impossible counts and Error for a pixel-labelled image without a mask.
+SupervisedSplit make_supervised_split(const std::vector<SampleInfo>& all, const SupervisedSplitOptions& o);
 
 // --------------------------------------------------------------------------------------------
 // Small CSV helpers (RFC 4180 quoting), shared by the readers above and the tools.

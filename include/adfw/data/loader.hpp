@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <random>
 #include <thread>
 #include <vector>
@@ -37,6 +38,7 @@ struct LoaderOptions {
   bool cache = false;
   bool augment = false;
   uint64_t seed = 0;
+  std::string sampler = "all";
 
   template <class V>
   void fields(V& v) {
@@ -49,6 +51,11 @@ struct LoaderOptions {
     v("cache", cache, "keep decoded, resized images in memory after the first epoch (default false)");
     v("augment", augment, "apply the transforms' training augmentations (flips, rotations) (default false)");
     v("seed", seed, "seed of the order and of every augmentation (default 0)");
+    v("sampler", sampler,
+      "which samples an epoch holds: all (default); balanced = every anomalous sample and as many normal ones "
+      "drawn uniformly; balanced_frequency = the same, the normal ones drawn favouring the least often drawn so "
+      "far (SegDecNet's frequency sampling)",
+      Check::one_of({"all", "balanced", "balanced_frequency"}));
   }
 };
 
@@ -81,6 +88,10 @@ class Loader {
   Sample load(std::size_t index, int64_t epoch = 0);
   /// Sample indices of each batch of `epoch`, in order.
   std::vector<std::vector<std::size_t>> epoch_plan(int64_t epoch) const;
+  /// The samples of `epoch` before shuffling: every sample, or for a balanced sampler the anomalous
+  /// ones followed by the normal ones drawn for this epoch (a pure function of seed and epoch: the
+  /// frequency sampler replays the draws of the earlier epochs).
+  std::vector<std::size_t> epoch_samples(int64_t epoch) const;
 
  private:
   Batch make_batch(const std::vector<std::size_t>& indices, int64_t epoch);

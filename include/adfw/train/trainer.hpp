@@ -190,6 +190,12 @@ struct TrainSpec {
   std::function<LossValues(const Batch& batch, std::mt19937_64& rng, int64_t step)> step;
   /// Runs in the loader's workers on every training sample (an anomaly synthesizer), or empty.
   SampleHook hook;
+  /// Which samples an epoch holds (LoaderOptions::sampler): "all", or "balanced" /
+  /// "balanced_frequency" for methods trained on as many normal as anomalous images per epoch.
+  std::string sampler = "all";
+  /// Called with the epoch index (0-based) before each epoch's first step, also when a run resumes
+  /// inside an epoch (methods whose loss weights follow the epoch), or empty.
+  std::function<void(int64_t epoch)> on_epoch;
   /// Image scores of a batch (selection = "test" only), e.g. [&](const Batch& b) { return predict(b).scores; }.
   std::function<torch::Tensor(const Batch&)> score;
 };
