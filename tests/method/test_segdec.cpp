@@ -190,3 +190,29 @@ TEST_CASE("loader: balanced samplers hold every anomalous image and as many norm
   o.sampler = "nope";
   CHECK_THROWS_WITH(Loader(samples, TransformOptions{}, o), Catch::Contains("loader.sampler"));
 }
+
+TEST_CASE("segdec: the fitted state, saved and loaded into a fresh instance, gives the same maps and scores",
+          "[segdec]") {
+  RunContext a;
+  a.seeds.experiment = 1;
+  SegDec fitted(small_options(0.0));
+  fitted.build(a);
+  const auto file = test::temp_dir("segdec_state") / "model.safetensors";
+  save_state_dict(fitted.state(), file);
+  RunContext b;  // another init seed: only the loaded state can make the two agree
+  b.seeds.experiment = 2;
+  SegDec loaded(small_options(0.0));
+  loaded.load_state(load_state_dict(file), b, file.string());
+  Batch batch;
+  torch::manual_seed(6);
+  batch.images = torch::rand({2, 3, 128, 64});
+  batch.info.resize(2);
+  const Prediction p = fitted.predict(batch, a), q = loaded.predict(batch, b);
+  CHECK(torch::equal(p.maps, q.maps));
+  CHECK(torch::equal(p.scores, q.scores));
+  StateDict extra = load_state_dict(file);
+  extra["head.weight"] = torch::zeros({1});
+  SegDec refused(small_options(0.0));
+  CHECK_THROWS_WITH(refused.load_state(extra, b, "extra.safetensors"),
+                    Catch::Contains("head.weight") && Catch::Contains("extra.safetensors"));
+}
