@@ -28,10 +28,15 @@ while IFS= read -r exp; do
   if "$adfw" config "$exp" --preset presets/smoke | grep -E "^ *vq_checkpoint = ['\"].+['\"]" > /dev/null; then
     extra+=(--set method.vq_checkpoint=random)
   fi
-  # VQ-VAE pretraining reads image folders: the DTD subset stands in for the user's.
+  # VQ-VAE pretraining and teacher distillation read image folders: eight DTD images stand in for the
+  # user's (the whole subset would take minutes of feature statistics).
   if "$adfw" config "$exp" --preset presets/smoke | grep -E "^ *folders = \[ *['\"]" > /dev/null; then
     if [ -d "$dtd" ]; then
-      extra+=(--set "method.folders=[\"$dtd\"]")
+      if [ ! -d "$work/folder" ]; then
+        mkdir -p "$work/folder"
+        find "$dtd" -type f \( -name '*.jpg' -o -name '*.png' \) | sort | head -8 | xargs -I{} cp {} "$work/folder/"
+      fi
+      extra+=(--set "method.folders=[\"$work/folder\"]")
     elif [ "${CI:-}" = true ]; then
       echo "FAILED: $exp needs an image folder and $dtd is missing"; status=1; continue
     else
