@@ -34,7 +34,9 @@ while IFS= read -r exp; do
     if [ -d "$dtd" ]; then
       if [ ! -d "$work/folder" ]; then
         mkdir -p "$work/folder"
-        find "$dtd" -type f \( -name '*.jpg' -o -name '*.png' \) | sort | head -8 | xargs -I{} cp {} "$work/folder/"
+        # Through a file: `head` in a pipe would end `find` with SIGPIPE, which pipefail reports.
+        find "$dtd" -type f \( -name '*.jpg' -o -name '*.png' \) | sort > "$work/folder.txt"
+        while IFS= read -r f; do cp "$f" "$work/folder/"; done < <(sed -n '1,8p' "$work/folder.txt")
       fi
       extra+=(--set "method.folders=[\"$work/folder\"]")
     elif [ "${CI:-}" = true ]; then
