@@ -1,7 +1,8 @@
-// Backbone throughput (images/s) on CPU with 2 intra-op threads, random weights:
+// Backbone throughput (images/s) on CPU (intra-op threads: ADFW_BENCH_THREADS, default 2), random
+// weights:
 // wide_resnet50_2 up to layer3 at 256x256, DINOv2 ViT-S/14 last block at 224 and 448; batch 1 and 8.
-// Run with OMP_WAIT_POLICY=PASSIVE.
-#include <benchmark/benchmark.h>
+// Warm-up, repetitions and the recorded conditions: bench_common.hpp.
+#include "bench_common.hpp"
 
 #include "adfw/backbone/dinov2.hpp"
 #include "adfw/backbone/resnet.hpp"
@@ -21,7 +22,7 @@ void run(benchmark::State& state, adfw::Backbone& bb, int64_t size) {
 }
 
 void BM_WideResNet50_Layer3_256(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   adfw::ResNetOptions o;
   o.arch = "wide_resnet50_2";
   o.weights = "random";
@@ -31,7 +32,7 @@ void BM_WideResNet50_Layer3_256(benchmark::State& state) {
 }
 
 void BM_DinoV2_ViTS14(benchmark::State& state, int64_t size) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   adfw::DinoV2Options o;
   o.arch = "dinov2_vits14";
   o.weights = "random";
@@ -41,7 +42,7 @@ void BM_DinoV2_ViTS14(benchmark::State& state, int64_t size) {
 
 }  // namespace
 
-BENCHMARK(BM_WideResNet50_Layer3_256)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_DinoV2_ViTS14, 224, 224)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK_CAPTURE(BM_DinoV2_ViTS14, 448, 448)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
-BENCHMARK_MAIN();
+BENCHMARK(BM_WideResNet50_Layer3_256)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+BENCHMARK_CAPTURE(BM_DinoV2_ViTS14, 224, 224)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+BENCHMARK_CAPTURE(BM_DinoV2_ViTS14, 448, 448)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+ADFW_BENCH_MAIN(2)

@@ -1,8 +1,8 @@
 // Loader throughput: decode (OpenCV) + resize to 256x256 + normalise + collate, images/s with
 // 1 and 2 worker threads. Reads ../shared/datasets/magnetic_tile (JPEG, ~100-630 x 220-400 px)
 // when present ($ADFW_SHARED overrides), else the generated demo data set (128 px PNG).
-//   OMP_WAIT_POLICY=PASSIVE bench_data
-#include <benchmark/benchmark.h>
+//   build/bin/bench_data   (warm-up, repetitions, recorded conditions: bench_common.hpp)
+#include "bench_common.hpp"
 
 #include <cstdlib>
 #include <filesystem>
@@ -48,7 +48,7 @@ std::vector<adfw::SampleInfo> bench_samples() {
 }
 
 void run_epochs(benchmark::State& state, bool cache) {
-  adfw::configure_threads(1);
+  adfw::bench::use_threads();
   const auto samples = bench_samples();
   adfw::TransformOptions t;
   t.resize = adfw::ImageSize(256, 256);
@@ -80,7 +80,7 @@ void BM_LoaderCached256(benchmark::State& state) { run_epochs(state, true); }
 
 }  // namespace
 
-BENCHMARK(BM_LoaderDecodeResize256)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_LoaderCached256)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LoaderDecodeResize256)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+BENCHMARK(BM_LoaderCached256)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 
-BENCHMARK_MAIN();
+ADFW_BENCH_MAIN(1)

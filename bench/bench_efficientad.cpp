@@ -4,11 +4,10 @@
 // random weights (the cost does not depend on their values).
 //   BM_EfficientAd_Forward/1: the three networks only (what the paper's 4.4 ms on an A6000 times);
 //   BM_EfficientAd_Predict/1: EfficientAd::infer, the whole inference of one image.
-// At batch 1 the time per iteration is the time per image. Each benchmark warms up (5 untimed
-// passes), then runs 5 repetitions of 3 iterations; Google Benchmark reports their mean, median,
-// standard deviation and coefficient of variation. The context lists the intra-op thread
-// count (ADFW_BENCH_THREADS, default 1) and OMP_WAIT_POLICY; run with OMP_WAIT_POLICY=PASSIVE.
-#include <benchmark/benchmark.h>
+// At batch 1 the time per iteration is the time per image. Each benchmark warms up for a second,
+// then runs 5 repetitions (bench_common.hpp: median, spread and the conditions in
+// the context); intra-op threads: ADFW_BENCH_THREADS, default 1.
+#include "bench_common.hpp"
 
 #include <cstdlib>
 #include <string>
@@ -18,11 +17,6 @@
 #include "methods/efficientad/efficientad.hpp"
 
 namespace {
-
-int bench_threads() {
-  const char* t = std::getenv("ADFW_BENCH_THREADS");
-  return t ? std::max(1, std::atoi(t)) : 1;
-}
 
 std::unique_ptr<adfw::EfficientAd> make() {
   static bool loaded = [] {
@@ -42,7 +36,7 @@ std::unique_ptr<adfw::EfficientAd> make() {
 }
 
 void BM_EfficientAd_Forward(benchmark::State& state) {
-  adfw::configure_threads(bench_threads());
+  adfw::bench::use_threads();
   auto m = make();
   torch::manual_seed(0);
   const torch::Tensor x = adfw::efficientad_normalize(torch::rand({state.range(0), 3, 256, 256}));
@@ -55,35 +49,25 @@ void BM_EfficientAd_Forward(benchmark::State& state) {
     benchmark::DoNotOptimize(s.data_ptr<float>());
     benchmark::DoNotOptimize(a.data_ptr<float>());
   };
-  for (int i = 0; i < 5; ++i) run();
   for (auto _ : state) run();
 }
 BENCHMARK(BM_EfficientAd_Forward)
     ->Arg(1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
-    ->Iterations(3)
-    ->Repetitions(5);
+    
+    ->Apply(adfw::bench::measured);
 
 void BM_EfficientAd_Predict(benchmark::State& state) {
-  adfw::configure_threads(bench_threads());
+  adfw::bench::use_threads();
   auto m = make();
   torch::manual_seed(0);
   const torch::Tensor images = torch::rand({state.range(0), 3, 256, 256});
   m->fit_quantiles(std::vector<torch::Tensor>{images});
-  for (int i = 0; i < 5; ++i) benchmark::DoNotOptimize(m->infer(images, 256, 256).scores.data_ptr<float>());
   for (auto _ : state) benchmark::DoNotOptimize(m->infer(images, 256, 256).scores.data_ptr<float>());
 }
-BENCHMARK(BM_EfficientAd_Predict)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3)->Repetitions(5);
+BENCHMARK(BM_EfficientAd_Predict)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  benchmark::AddCustomContext("intra_op_threads", std::to_string(bench_threads()));
-  const char* wait = std::getenv("OMP_WAIT_POLICY");
-  benchmark::AddCustomContext("OMP_WAIT_POLICY", wait ? wait : "(unset)");
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+ADFW_BENCH_MAIN(1)

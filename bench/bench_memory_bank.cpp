@@ -1,7 +1,8 @@
 // Coreset selection and nearest-neighbour scoring throughput (PatchCore's two hot loops), and
 // PaDiM's per-position Gaussians: the streamed fit and Mahalanobis scoring.
-//   OMP_WAIT_POLICY=PASSIVE build/bin/bench_memory_bank
-#include <benchmark/benchmark.h>
+//   build/bin/bench_memory_bank   (warm-up, repetitions, recorded conditions: bench_common.hpp; the
+//   coreset and kNN benchmarks take their thread count from their last argument)
+#include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
 #include "adfw/method/memory_bank.hpp"
@@ -26,8 +27,8 @@ void BM_Coreset(benchmark::State& state) {
   }
   state.counters["selected"] = static_cast<double>(state.range(0)) * 0.1;
 }
-BENCHMARK(BM_Coreset)->Args({100000, 1024, 2})->Args({100000, 1024, 1})->Unit(benchmark::kSecond)->Iterations(1)
-    ->UseRealTime();
+BENCHMARK(BM_Coreset)->Args({100000, 1024, 2})->Args({100000, 1024, 1})->Unit(benchmark::kSecond)
+    ->UseRealTime()->Apply(adfw::bench::measured_long);
 
 // Scoring: query patches per second against a bank of n x 1024 (k = 1), faiss and torch backends.
 void BM_Knn(benchmark::State& state, const std::string& backend) {
@@ -44,14 +45,14 @@ void BM_Knn(benchmark::State& state, const std::string& backend) {
   state.SetItemsProcessed(state.iterations() * state.range(1));
 }
 BENCHMARK_CAPTURE(BM_Knn, faiss, std::string("auto"))
-    ->Args({16384, 6272, 2})->Args({65536, 6272, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Args({16384, 6272, 2})->Args({65536, 6272, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 BENCHMARK_CAPTURE(BM_Knn, torch, std::string("torch"))
-    ->Args({16384, 6272, 2})->Args({65536, 6272, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Args({16384, 6272, 2})->Args({65536, 6272, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 
 // PaDiM fit: stream `images` embeddings of d channels on a side x side grid in batches of 16, then
 // one Cholesky factor and its inverse per position. magnetic_tile's file: 18 x 18, d = 1536.
 void BM_GaussianFit(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   const int64_t side = state.range(0), d = state.range(1), images = 64;
   const torch::Tensor e = features(16 * d * side * side, 1, 4).view({16, d, side, side}).relu();
   for (auto _ : state) {
@@ -62,11 +63,11 @@ void BM_GaussianFit(benchmark::State& state) {
   }
   state.counters["positions"] = static_cast<double>(side * side);
 }
-BENCHMARK(BM_GaussianFit)->Args({14, 500})->Args({18, 1536})->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_GaussianFit)->Args({14, 500})->Args({18, 1536})->Unit(benchmark::kSecond)->UseRealTime()->Apply(adfw::bench::measured_long);
 
 // PaDiM scoring: test images per second through the per-position Mahalanobis distance.
 void BM_GaussianScore(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   const int64_t side = state.range(0), d = state.range(1);
   const torch::Tensor e = features(32 * d * side * side, 1, 5).view({32, d, side, side}).relu();
   adfw::PatchGaussian g;
@@ -79,8 +80,8 @@ void BM_GaussianScore(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * 16);
 }
-BENCHMARK(BM_GaussianScore)->Args({14, 500})->Args({18, 1536})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GaussianScore)->Args({14, 500})->Args({18, 1536})->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+ADFW_BENCH_MAIN(2)

@@ -11,7 +11,7 @@
 #include <map>
 #include <random>
 
-#include <benchmark/benchmark.h>
+#include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
 #include "adfw/metric/curves.hpp"
@@ -54,7 +54,7 @@ const TestSet& test_set(int64_t pixels) {
 }
 
 void run(benchmark::State& state, adfw::metric::PixelRequest req) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   req.threads = 2;
   const TestSet& s = test_set(state.range(0));
   for (auto _ : state) {
@@ -71,13 +71,13 @@ void BM_PixelF1Max(benchmark::State& st) { run(st, {false, false, true, {}, 2});
 void BM_Aupro(benchmark::State& st) { run(st, {false, false, false, {0.3}, 2}); }
 void BM_AllPixelMetrics(benchmark::State& st) { run(st, {true, true, true, {0.3}, 2}); }
 
-#define ADFW_SIZES ->Arg(1'000'000)->Arg(10'000'000)->Arg(100'000'000)->Unit(benchmark::kMillisecond)->Iterations(1)
-BENCHMARK(BM_PixelAuroc) ADFW_SIZES;
-BENCHMARK(BM_PixelAp) ADFW_SIZES;
-BENCHMARK(BM_PixelF1Max) ADFW_SIZES;
-BENCHMARK(BM_Aupro) ADFW_SIZES;
-BENCHMARK(BM_AllPixelMetrics) ADFW_SIZES;
+#define ADFW_SIZES ->Arg(1'000'000)->Arg(10'000'000)->Arg(100'000'000)->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_PixelAuroc) ADFW_SIZES->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_PixelAp) ADFW_SIZES->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_PixelF1Max) ADFW_SIZES->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_Aupro) ADFW_SIZES->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_AllPixelMetrics) ADFW_SIZES->Apply(adfw::bench::measured_long);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+ADFW_BENCH_MAIN(2)

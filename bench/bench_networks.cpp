@@ -1,8 +1,9 @@
-// Network step times on CPU with 2 intra-op threads, 256x256 inputs, random weights:
+// Network step times on CPU (intra-op threads: ADFW_BENCH_THREADS, default 2), 256x256 inputs,
+// random weights:
 //   *_TrainStep: forward + backward of a scalar loss (no optimiser step), train mode;
 //   DiffusionUNet_Inference: one denoising call (forward, eval mode, no autograd) per image.
-// The batch is the benchmark argument. Run with OMP_WAIT_POLICY=PASSIVE.
-#include <benchmark/benchmark.h>
+// The batch is the benchmark argument. Warm-up, repetitions, conditions: bench_common.hpp.
+#include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
 #include "adfw/train/networks.hpp"
@@ -22,21 +23,21 @@ void train_step(benchmark::State& state, adfw::Network& net, const torch::Tensor
 }
 
 void BM_DraemReconstructive_TrainStep(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   torch::manual_seed(0);
   adfw::DraemReconstructive net({});
   train_step(state, net, torch::rand({state.range(0), 3, 256, 256}));
 }
 
 void BM_DraemDiscriminative_TrainStep(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   torch::manual_seed(0);
   adfw::DraemDiscriminative net({});
   train_step(state, net, torch::rand({state.range(0), 6, 256, 256}));
 }
 
 void BM_DiffusionUNet_TrainStep(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   torch::manual_seed(0);
   adfw::DiffusionUNet net({});
   const int64_t n = state.range(0);
@@ -44,7 +45,7 @@ void BM_DiffusionUNet_TrainStep(benchmark::State& state) {
 }
 
 void BM_DiffusionUNet_Inference(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   torch::manual_seed(0);
   adfw::DiffusionUNet net({});
   net.module()->eval();
@@ -64,8 +65,8 @@ void BM_DiffusionUNet_Inference(benchmark::State& state) {
 }  // namespace
 
 // Each training iteration takes tens of seconds on 2 cores: one iteration per run.
-BENCHMARK(BM_DraemReconstructive_TrainStep)->Arg(8)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_DraemDiscriminative_TrainStep)->Arg(8)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_DiffusionUNet_TrainStep)->Arg(8)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_DiffusionUNet_Inference)->Arg(1)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_MAIN();
+BENCHMARK(BM_DraemReconstructive_TrainStep)->Arg(8)->Unit(benchmark::kSecond)->UseRealTime()->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_DraemDiscriminative_TrainStep)->Arg(8)->Unit(benchmark::kSecond)->UseRealTime()->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_DiffusionUNet_TrainStep)->Arg(8)->Unit(benchmark::kSecond)->UseRealTime()->Apply(adfw::bench::measured_long);
+BENCHMARK(BM_DiffusionUNet_Inference)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+ADFW_BENCH_MAIN(2)

@@ -7,7 +7,7 @@
 #include <memory>
 #include <mutex>
 
-#include <benchmark/benchmark.h>
+#include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
 #include "adfw/synth/image_synth.hpp"
@@ -52,7 +52,7 @@ Fixture& fixture() {
 }
 
 void BM_DraemSynth(benchmark::State& state) {
-  adfw::configure_threads(1);
+  adfw::bench::use_threads();
   Fixture& f = fixture();
   if (!f.error.empty()) {
     state.SkipWithError(f.error.c_str());
@@ -67,8 +67,8 @@ void BM_DraemSynth(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_DraemSynth)->ArgName("cache")->Arg(0)->Arg(1)->Threads(1)->Threads(2)->UseRealTime()->MinTime(3.0);
+BENCHMARK(BM_DraemSynth)->ArgName("cache")->Arg(0)->Arg(1)->Threads(1)->Threads(2)->UseRealTime()->Apply(adfw::bench::measured);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+ADFW_BENCH_MAIN(1)

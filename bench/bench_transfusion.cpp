@@ -1,11 +1,11 @@
-// TransFusion on the CPU at 256x256 with 2 intra-op threads, the paper's U-Net (base 64,
-// multipliers [1,2,2,2]) with random weights:
+// TransFusion on the CPU at 256x256 (intra-op threads: ADFW_BENCH_THREADS, default 2), the
+// paper's U-Net (base 64, multipliers [1,2,2,2]) with random weights:
 //   BM_TransFusion_TrainStep/8: one optimisation step at batch 8 (TransFusion::train_step: forward
 //     process, rotation, the network, the six loss terms of the recipe; backward, AdamW update)
 //     per iteration;
 //   BM_TransFusion_Inference/1: the full 18-step reverse process and the map for one image.
-// Run with OMP_WAIT_POLICY=PASSIVE from the build folder (plugins are loaded from lib/adfw/plugins).
-#include <benchmark/benchmark.h>
+// Run from the build folder (plugins are loaded from lib/adfw/plugins).
+#include "bench_common.hpp"
 
 #include "adfw/core/plugin.hpp"
 #include "adfw/core/threads.hpp"
@@ -29,7 +29,7 @@ std::unique_ptr<adfw::TransFusion> make() {
 }
 
 void BM_TransFusion_TrainStep(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   auto m = make();
   const int64_t n = state.range(0);
   torch::manual_seed(0);
@@ -51,10 +51,10 @@ void BM_TransFusion_TrainStep(benchmark::State& state) {
   }
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_TransFusion_TrainStep)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_TransFusion_TrainStep)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured_long);
 
 void BM_TransFusion_Inference(benchmark::State& state) {
-  adfw::configure_threads(2);
+  adfw::bench::use_threads();
   auto m = make();
   adfw::Batch b;
   b.images = torch::rand({state.range(0), 3, 256, 256});
@@ -66,8 +66,8 @@ void BM_TransFusion_Inference(benchmark::State& state) {
   state.counters["images/s"] =
       benchmark::Counter(static_cast<double>(state.range(0) * state.iterations()), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_TransFusion_Inference)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_TransFusion_Inference)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured_long);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+ADFW_BENCH_MAIN(2)

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 #include <catch2/catch.hpp>
 
@@ -22,6 +24,18 @@ std::filesystem::path plugin_dir();
 std::filesystem::path cli_path();
 /// Loads the built-in plugins once (for tests that use the registries).
 void load_builtin_plugins();
+
+/// The message of the E that `f` throws, or "(no error)" when it returns normally. Exceptions of
+/// other types propagate, so a test that expects a ConfigError fails on any other kind of error.
+template <class E = std::exception, class F>
+std::string error_of(F&& f) {
+  try {
+    std::forward<F>(f)();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 }  // namespace adfw::test
 

@@ -1,10 +1,10 @@
 #include "adfw/core/log.hpp"
 
-#include <chrono>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+
+#include "adfw/core/clock.hpp"
 
 namespace adfw {
 namespace {
@@ -27,14 +27,7 @@ const char* tag(LogLevel l) {
   }
   return "";
 }
-std::string timestamp() {
-  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
+std::string timestamp() { return format_now("%Y-%m-%d %H:%M:%S", false); }
 }  // namespace
 
 void log(LogLevel level, const std::string& message) {

@@ -12,6 +12,7 @@
 #include <torch/version.h>
 
 #include "adfw/build_info.hpp"
+#include "adfw/core/clock.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/threads.hpp"
@@ -31,14 +32,6 @@ const char* to_string(RunState s) {
 }
 
 namespace {
-std::string now_iso() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 std::string command_line() {
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -50,15 +43,10 @@ std::string command_line() {
 }  // namespace
 
 std::string new_run_id() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", &tm);
   std::random_device rd;
   char suffix[8];
   std::snprintf(suffix, sizeof(suffix), "%04x", rd() & 0xffff);
-  return std::string(buf) + "-" + suffix;
+  return format_now("%Y%m%d-%H%M%S", false) + "-" + suffix;
 }
 
 RunFolder RunFolder::open(const fs::path& root, const std::string& experiment, const std::string& run_id,
@@ -111,8 +99,8 @@ void RunFolder::set_state(RunState s, const std::string& error) const {
     }
   }
   j["state"] = to_string(s);
-  j["updated"] = now_iso();
-  if (s == RunState::running && !j.contains("started")) j["started"] = now_iso();
+  j["updated"] = utc_now_iso();
+  if (s == RunState::running && !j.contains("started")) j["started"] = utc_now_iso();
   if (s == RunState::failed) j["error"] = error;
   else j.erase("error");
   write_json(f, j);
@@ -136,7 +124,7 @@ nlohmann::json environment_info(const std::string& device, int threads, uint64_t
   j["seed"] = seed;
   j["host"] = host;
   j["command_line"] = command_line();
-  j["started"] = now_iso();
+  j["started"] = utc_now_iso();
   j["faiss"] = ADFW_HAVE_FAISS ? true : false;
   return j;
 }

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "adfw/core/config.hpp"
+#include "adfw/core/clock.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/options.hpp"
@@ -675,15 +676,6 @@ Manifest read_manifest(const fs::path& folder_or_file) {
 
 namespace {
 
-std::string now_iso() {
-  const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 /// The most telling lines at the end of a child's output: its "error:" lines, else the last lines.
 std::string output_excerpt(const fs::path& log) {
   std::ifstream in(log);
@@ -732,7 +724,7 @@ int start_run(const SweepRun& run) {
   fs::create_directories(run.dir, ec);
   if (ec) throw Error("cannot create run folder " + run.dir.string() + ": " + ec.message());
   const fs::path log = run.dir / "output.log";
-  std::string header = "# " + now_iso() + " $";
+  std::string header = "# " + utc_now_iso() + " $";
   for (const auto& a : args) header += " " + shell_quote(a);
   append_line(log, header);
   const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -785,7 +777,7 @@ RunState finish_run(const SweepRun& run, int wait_status) {
     j["error"] = how + (excerpt.empty() ? "" : ":\n" + excerpt);
   }
   j["state"] = "failed";
-  j["updated"] = now_iso();
+  j["updated"] = utc_now_iso();
   j["exit"] = how;
   write_json(file, j);
   return RunState::failed;
@@ -1044,7 +1036,7 @@ std::string submit_slurm(const Manifest& m, const std::string& script, const fs:
   }
   jobs.push_back({{"job_id", job},
                   {"array", spec},
-                  {"submitted", now_iso()},
+                  {"submitted", utc_now_iso()},
                   {"manifest", manifest_file.lexically_relative(m.folder).string()}});
   write_json(dir / "jobs.json", jobs);
   return job;

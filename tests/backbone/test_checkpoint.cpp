@@ -9,6 +9,8 @@
 #include "adfw/core/error.hpp"
 #include "support.hpp"
 
+using adfw::test::error_of;
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -21,15 +23,6 @@ std::vector<char> slurp(const fs::path& p) {
 void spit(const fs::path& p, const std::vector<char>& bytes) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const adfw::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 struct Small : torch::nn::Module {
@@ -81,7 +74,7 @@ TEST_CASE("strict loading reports missing, unexpected and mismatched keys naming
 
   auto net = adfw::ResNet(adfw::ResNetConfig::for_arch("resnet18"));
   const torch::Tensor before = net->named_parameters()["conv1.weight"].clone();
-  const std::string msg = error_of([&] { adfw::load_checkpoint(*net, bad); });
+  const std::string msg = error_of<adfw::Error>([&] { adfw::load_checkpoint(*net, bad); });
   CHECK_THAT(msg, Catch::Contains(bad.string()));
   CHECK_THAT(msg, Catch::Contains("1 missing key"));
   CHECK_THAT(msg, Catch::Contains("layer1.0.conv1.weight"));
@@ -118,12 +111,12 @@ TEST_CASE("truncated and corrupted checkpoint files fail with the file named", "
   for (const std::size_t keep : {std::size_t{0}, std::size_t{1}, std::size_t{100}, pth_bytes.size() / 2, pth_bytes.size() - 10}) {
     const auto p = dir / ("trunc_" + std::to_string(keep) + ".pth");
     spit(p, std::vector<char>(pth_bytes.begin(), pth_bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
-    CHECK_THAT(error_of([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
+    CHECK_THAT(error_of<adfw::Error>([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
   }
   for (const std::size_t keep : {std::size_t{4}, std::size_t{8}, std::size_t{200}, st_bytes.size() - 1}) {
     const auto p = dir / ("trunc_" + std::to_string(keep) + ".safetensors");
     spit(p, std::vector<char>(st_bytes.begin(), st_bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
-    CHECK_THAT(error_of([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
+    CHECK_THAT(error_of<adfw::Error>([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
   }
   // Corrupted JSON header.
   std::vector<char> broken = st_bytes;
@@ -131,13 +124,13 @@ TEST_CASE("truncated and corrupted checkpoint files fail with the file named", "
   broken[20] = '\x01';
   const auto p = dir / "header.safetensors";
   spit(p, broken);
-  CHECK_THAT(error_of([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
+  CHECK_THAT(error_of<adfw::Error>([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
   // A header length larger than the file.
   broken = st_bytes;
   broken[5] = '\x7f';
   spit(p, broken);
-  CHECK_THAT(error_of([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
-  CHECK_THAT(error_of([&] { adfw::load_state_dict(dir / "absent.pth"); }), Catch::Contains("not found"));
+  CHECK_THAT(error_of<adfw::Error>([&] { adfw::load_state_dict(p); }), Catch::Contains(p.string()));
+  CHECK_THAT(error_of<adfw::Error>([&] { adfw::load_state_dict(dir / "absent.pth"); }), Catch::Contains("not found"));
 }
 
 TEST_CASE("random mutations of a checkpoint never crash the loader", "[checkpoint]") {

@@ -6,6 +6,8 @@
 #include "adfw/core/registry.hpp"
 #include "support.hpp"
 
+using adfw::test::error_of;
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -74,15 +76,6 @@ fs::path write(const fs::path& p, const std::string& text) {
   return p;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const adfw::ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 Machine read_machine(const toml::table& t) {
   Machine m;
   adfw::read_options(m, t, "");
@@ -97,9 +90,9 @@ TEST_CASE("registry makes registered components and suggests close names", "[cor
   REQUIRE(reg.contains("sprocket"));
   auto g = reg.make("gear", toml::table{{"teeth", 20}});
   CHECK(g->value() == Approx(30.0));
-  const std::string msg = error_of([&] { reg.make("gaer"); });
+  const std::string msg = error_of<adfw::ConfigError>([&] { reg.make("gaer"); });
   CHECK(msg == "unknown test_widget 'gaer'. (did you mean 'gear'?) Known: gear, sprocket.");
-  const std::string far = error_of([&] { reg.make("turbine"); });
+  const std::string far = error_of<adfw::ConfigError>([&] { reg.make("turbine"); });
   CHECK(far == "unknown test_widget 'turbine'. Known: gear, sprocket.");
 }
 
@@ -176,7 +169,7 @@ TEST_CASE("config: golden error messages carry file:line:col and the key path", 
   const std::string f = (dir / "bad.toml").string();
   auto try_text = [&](const std::string& text) {
     write(f, text);
-    return error_of([&] { read_machine(adfw::load_config(f).table); });
+    return error_of<adfw::ConfigError>([&] { read_machine(adfw::load_config(f).table); });
   };
   CHECK(try_text("[widget]\ntype = \"gear\"\nteeths = 3\n") ==
         f + ":3:10: widget.teeths: unknown key 'teeths'. (did you mean 'teeth'?) Known: teeth, ratio, oiled, finish, sizes, coat.");
@@ -190,18 +183,18 @@ TEST_CASE("config: golden error messages carry file:line:col and the key path", 
   CHECK(try_text("[widget.coat]\ngloss = 1.5\n") == f + ":2:9: widget.coat.gloss: value 1.5 is out of range; expected [0, 1]");
   CHECK(try_text("name = \n") .rfind(f + ":1:", 0) == 0);  // TOML syntax error with position
   CHECK(try_text("widget = 3\n") == f + ":1:10: widget: expected a table with a 'type' key, got integer 3");
-  const std::string missing = error_of([&] { adfw::load_config(dir / "nope.toml"); });
+  const std::string missing = error_of<adfw::ConfigError>([&] { adfw::load_config(dir / "nope.toml"); });
   CHECK(missing == "cannot open config file " + (dir / "nope.toml").string() + ": no such file or not readable");
 }
 
 TEST_CASE("config: include errors name the including file and what was tried", "[core][config]") {
   const fs::path dir = adfw::test::temp_dir("badinclude");
   const fs::path exp = write(dir / "exp.toml", "include = [\"nothere.toml\"]\n");
-  const std::string msg = error_of([&] { adfw::load_config(exp); });
+  const std::string msg = error_of<adfw::ConfigError>([&] { adfw::load_config(exp); });
   CHECK(msg.rfind(fs::weakly_canonical(exp).string() + ":1:11: include: cannot find included file 'nothere.toml'. Tried:", 0) == 0);
   write(dir / "a.toml", "include = [\"b.toml\"]\n");
   write(dir / "b.toml", "include = [\"a.toml\"]\n");
-  CHECK(error_of([&] { adfw::load_config(dir / "a.toml"); }).find("include cycle") != std::string::npos);
+  CHECK(error_of<adfw::ConfigError>([&] { adfw::load_config(dir / "a.toml"); }).find("include cycle") != std::string::npos);
 }
 
 TEST_CASE("config: --set values are typed", "[core][config]") {
@@ -218,6 +211,6 @@ TEST_CASE("config: --set values are typed", "[core][config]") {
   CHECK(t.at_path("a.s").value<std::string>() == "bottle");
   CHECK(t.at_path("a.q").value<std::string>() == "with space");
   CHECK(t.at_path("a.arr").as_array()->size() == 2);
-  CHECK(error_of([&] { adfw::apply_override(t, "novalue"); }) ==
+  CHECK(error_of<adfw::ConfigError>([&] { adfw::apply_override(t, "novalue"); }) ==
         "--set novalue: expected key.path=value, e.g. --set data.category=bottle");
 }

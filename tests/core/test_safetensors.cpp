@@ -28,13 +28,9 @@ std::vector<unsigned char> raw_file(const std::string& header, const std::vector
   return out;
 }
 
-std::string error_of(const std::vector<unsigned char>& bytes) {
-  try {
-    st::File::from_bytes(bytes, "probe.safetensors");
-  } catch (const adfw::Error& e) {
-    return e.what();
-  }
-  return "";
+/// What reading `bytes` as a safetensors file reports.
+std::string parse_error(const std::vector<unsigned char>& bytes) {
+  return adfw::test::error_of<adfw::Error>([&] { st::File::from_bytes(bytes, "probe.safetensors"); });
 }
 
 }  // namespace
@@ -144,34 +140,34 @@ TEST_CASE("safetensors converts half, bfloat16 and integer types", "[safetensors
 
 TEST_CASE("safetensors rejects malformed files with located errors", "[safetensors]") {
   const std::vector<unsigned char> four(16, 0);
-  CHECK(error_of({1, 2, 3}).find("shorter than the 8-byte") != std::string::npos);
+  CHECK(parse_error({1, 2, 3}).find("shorter than the 8-byte") != std::string::npos);
   {
     auto b = raw_file("{}", {});
     b[0] = 200;
-    CHECK(error_of(b).find("exceeds") != std::string::npos);
+    CHECK(parse_error(b).find("exceeds") != std::string::npos);
   }
-  CHECK(error_of(raw_file("{\"a\": {\"dtype\": \"F32\", ", {})).find("invalid JSON header at byte offset") !=
+  CHECK(parse_error(raw_file("{\"a\": {\"dtype\": \"F32\", ", {})).find("invalid JSON header at byte offset") !=
         std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F31","shape":[4],"data_offsets":[0,16]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F31","shape":[4],"data_offsets":[0,16]}})", four))
             .find("unknown safetensors dtype 'F31'") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", four))
             .find("tensor 'a': 16 data bytes but shape [3]") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}})",
                           four))
             .find("overlaps") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})", four))
             .find("beyond the end of the file") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", four))
             .find("unaccounted") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", four))
             .find("hole") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", four))
             .find("negative") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})", four))
+  CHECK(parse_error(raw_file(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})", four))
             .find("data bytes but shape") != std::string::npos);
-  CHECK(error_of(raw_file(R"({"__metadata__":{"k":1}})", {})).find("__metadata__.k") != std::string::npos);
-  CHECK(error_of(raw_file("[1,2]", {})).find("must be an object") != std::string::npos);
+  CHECK(parse_error(raw_file(R"({"__metadata__":{"k":1}})", {})).find("__metadata__.k") != std::string::npos);
+  CHECK(parse_error(raw_file("[1,2]", {})).find("must be an object") != std::string::npos);
   // Errors from open() name the file.
   const fs::path bad = adfw::test::temp_dir("st_bad") / "bad.safetensors";
   { std::ofstream(bad, std::ios::binary) << "abc"; }

@@ -11,6 +11,8 @@
 #include "adfw/data/transforms.hpp"
 #include "support.hpp"
 
+using adfw::test::error_of;
+
 namespace fs = std::filesystem;
 using namespace adfw;
 
@@ -50,16 +52,6 @@ fs::path mvtec_layout(const std::string& tag) {
     write_mask(root / "ground_truth" / "scratch" / ("00" + std::to_string(i) + "_mask.png"), 16, 16, {2, 2, 3, 3});
   }
   return root;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace
