@@ -23,6 +23,7 @@
 #include "adfw/engine/predictor.hpp"
 #include "adfw/engine/run_folder.hpp"
 #include "adfw/metric/curves.hpp"
+#include "adfw/metric/overlay.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -117,10 +118,7 @@ void write_outputs(const fs::path& out, const std::string& name, const cv::Mat& 
   else if (image.channels() == 4) cv::cvtColor(image, bgr, cv::COLOR_BGRA2BGR);
   else bgr = image.clone();
   if (bgr.depth() != CV_8U) bgr.convertTo(bgr, CV_8U, bgr.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
-  cv::Mat u8, heat, blend;
-  unit.convertTo(u8, CV_8U, 255.0);
-  cv::applyColorMap(u8, heat, cv::COLORMAP_JET);
-  cv::addWeighted(bgr, 0.5, heat, 0.5, 0, blend);
+  cv::Mat blend = adfw::heat_blend(bgr, map, 0.0, full);
   if (std::isfinite(threshold)) {
     cv::Mat above = map >= threshold;
     std::vector<std::vector<cv::Point>> contours;
