@@ -60,6 +60,9 @@ int report_cmd(const std::vector<std::string>& args) {
   }
 
   const table::RunSet set = table::load_runs(input, output);
+  if (set.runs.empty())
+    throw Error("report: '" + input + "' is neither a run folder (it has no metrics.json) nor a sweep file or a folder "
+                "of run folders (no runs found in it)");
   table::TableOptions o;
   o.rows = !rows.empty() ? rows : !set.defaults.rows.empty() ? set.defaults.rows : "data.category";
   o.cols = vm.count("cols") ? cols : set.defaults.cols;

@@ -1,5 +1,7 @@
 #include "adfw/engine/evaluate.hpp"
 
+#include <set>
+
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/log.hpp"
@@ -87,26 +89,27 @@ void write_gallery(const fs::path& dir, const EvalInput& ei, const EvalResult& r
     std::vector<int64_t> images;
   };
   std::vector<Group> groups;
-  {
-    Group g{"false_positive", "", {}};
-    for (int64_t k = 0; k < count(normal); ++k) g.images.push_back(normal[k]);
-    const auto fp = std::count_if(normal.begin(), normal.end(), [&](int64_t i) { return scores[i] >= thr; });
-    g.title = fp ? "Worst false positives (normal images scored as anomalous; " + std::to_string(fp) + " in all)"
-                 : "Highest-scoring normal images (no false positive at this threshold)";
+  std::set<int64_t> shown;
+  // The misclassified images when there are any (the worst first), else the closest to being so.
+  const auto add_errors = [&](const std::vector<int64_t>& sorted, bool wrong_above, const std::string& kind,
+                              const std::string& title, const std::string& fallback) {
+    std::vector<int64_t> wrong;
+    for (int64_t i : sorted)
+      if ((scores[i] >= thr) == wrong_above) wrong.push_back(i);
+    const std::vector<int64_t>& from = wrong.empty() ? sorted : wrong;
+    Group g{kind, wrong.empty() ? fallback : title + std::to_string(wrong.size()) + " in all)", {}};
+    for (int64_t k = 0; k < count(from); ++k) g.images.push_back(from[k]);
+    shown.insert(g.images.begin(), g.images.end());
     groups.push_back(g);
-  }
-  {
-    Group g{"false_negative", "", {}};
-    for (int64_t k = 0; k < count(anomalous); ++k) g.images.push_back(anomalous[k]);
-    const auto fn = std::count_if(anomalous.begin(), anomalous.end(), [&](int64_t i) { return scores[i] < thr; });
-    g.title = fn ? "Worst false negatives (anomalous images scored as normal; " + std::to_string(fn) + " in all)"
-                 : "Lowest-scoring anomalous images (no false negative at this threshold)";
-    groups.push_back(g);
-  }
+  };
+  add_errors(normal, true, "false_positive", "Worst false positives (normal images scored as anomalous; ",
+             "Highest-scoring normal images (no false positive at this threshold)");
+  add_errors(anomalous, false, "false_negative", "Worst false negatives (anomalous images scored as normal; ",
+             "Lowest-scoring anomalous images (no false negative at this threshold)");
   {
     std::vector<int64_t> tp;
     for (int64_t i : anomalous)
-      if (scores[i] >= thr) tp.push_back(i);
+      if (scores[i] >= thr && !shown.count(i)) tp.push_back(i);
     Group g{"true_positive", "Typical true positives (around the median score of the detected anomalies)", {}};
     const int64_t take = count(tp);
     const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(tp.size()) / 2 - take / 2);

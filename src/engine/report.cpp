@@ -761,7 +761,10 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
   b += "</table>\n";
   b += "<p class=\"note\">Cells: mean ± sample standard deviation over the runs of a cell (usually seeds; n = " +
        std::to_string(t.common_n) + "); the best value of each row in bold." +
-       (t.reference_source.empty() ? std::string() : " Reference: " + esc(t.reference_source) + ".") + "</p>\n";
+       (t.reference_source.empty() || std::none_of(t.show_reference.begin(), t.show_reference.end(),
+                                                   [](bool shown) { return shown; })
+            ? std::string()
+            : " Reference: " + esc(t.reference_source) + ".") + "</p>\n";
   for (const auto& n : t.notes) b += "<p class=\"note\">" + esc(n) + "</p>\n";
 
   // Per-row bars of every metric: mean over seeds, ± std whiskers and each seed's value.
@@ -802,8 +805,8 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
     // Bars start near the lowest value so that differences of a point or two stay visible.
     json y = axis(pct ? metric_label(t.metrics[mi]) + " (%)" : metric_label(t.metrics[mi]), NAN, NAN);
     if (std::isfinite(lo)) {
-      const double step = pct ? 5.0 : 0.05;
-      y["min"] = std::max(0.0, std::floor((lo - step / 2) / step) * step);
+      const double step = pct ? 10.0 : 0.1;
+      y["min"] = std::max(0.0, std::floor((lo - step / 5) / step) * step);
       if (pct) y["max"] = 100;
     }
     json cfg = {{"type", "bar"},
@@ -815,9 +818,12 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
                   {"plugins",
                    {{"title",
                      {{"display", true},
-                      {"text", metric_label(t.metrics[mi]) + " per " + t.rows_key + " (bars: mean, whiskers: ± std, "
-                               "dots: runs)"},
+                      {"text", metric_label(t.metrics[mi]) + " per " + t.rows_key},
                       {"font", {{"size", 14}}}}},
+                    {"subtitle",
+                     {{"display", true},
+                      {"text", "bars: mean over runs · whiskers: ± sample std · dots: each run"},
+                      {"padding", {{"bottom", 8}}}}},
                     {"legend", {{"display", !t.cols_key.empty()}, {"position", "bottom"}}}}}}}};
     b += charts.add("sweep-" + std::to_string(mi), cfg, true);
   }
