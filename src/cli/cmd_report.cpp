@@ -26,12 +26,14 @@ int report_cmd(const std::vector<std::string>& args) {
       "results, training curves and gallery (into the run folder); for a sweep the paper table and per-row bars\n"
       "with the spread over seeds (into the sweep folder)");
   d.add_options()("help,h", "show this help")("out,o", po::value(&out),
-                                                "write the page here instead (default: report.html in the folder)")(
-      "rows", po::value(&rows), "sweeps: config key of the rows (default: the sweep's [table].rows, else data.category)")(
+                                              "write the page here instead (default: report.html in the folder)")(
+      "rows", po::value(&rows),
+      "sweeps: config key of the rows (default: the sweep's [table].rows, else data.category)")(
       "cols", po::value(&cols), "sweeps: config key of the columns (default: the sweep's [table].cols)")(
       "metrics", po::value(&metrics),
       "sweeps: comma-separated metrics (default: the sweep's [table].metrics, else image_auroc,pixel_auroc,aupro)")(
-      "output", po::value(&output), "sweeps: folder of sweep folders, for a sweep file (as given to adfw sweep --output)");
+      "output", po::value(&output),
+      "sweeps: folder of sweep folders, for a sweep file (as given to adfw sweep --output)");
   po::options_description hidden;
   hidden.add_options()("input", po::value(&input));
   po::options_description all;
@@ -61,7 +63,8 @@ int report_cmd(const std::vector<std::string>& args) {
 
   const table::RunSet set = table::load_runs(input, output);
   if (set.runs.empty())
-    throw Error("report: '" + input + "' is neither a run folder (it has no metrics.json) nor a sweep file or a folder "
+    throw Error("report: '" + input +
+                "' is neither a run folder (it has no metrics.json) nor a sweep file or a folder "
                 "of run folders (no runs found in it)");
   table::TableOptions o;
   o.rows = !rows.empty() ? rows : !set.defaults.rows.empty() ? set.defaults.rows : "data.category";
@@ -78,7 +81,8 @@ int report_cmd(const std::vector<std::string>& args) {
   fs::path folder = input;
   if (!fs::is_directory(input)) folder = sweep::read_sweep(input, output).folder();
   const fs::path file = out.empty() ? folder / "report.html" : fs::path(out);
-  write_file_atomic(file, report::sweep_report_html(set, o, file.parent_path().empty() ? fs::path(".") : file.parent_path()));
+  write_file_atomic(file,
+                    report::sweep_report_html(set, o, file.parent_path().empty() ? fs::path(".") : file.parent_path()));
   std::cout << "wrote " << file.string() << " (" << set.runs.size() << " runs)" << std::endl;
   return 0;
 }

@@ -124,8 +124,10 @@ void write_gallery(const fs::path& dir, const EvalInput& ei, const EvalResult& r
   nlohmann::json index = {{"image_threshold", thr},
                           {"threshold_rule", "image F1-max threshold on the test set (oracle)"},
                           {"pixel_threshold", r.pixel_threshold},
-                          {"panels", {"input", "ground truth (red contour)", "anomaly map (one colour scale for the set)",
-                                      "map >= pixel F1-max threshold (yellow)"}},
+                          {"panels",
+                           {"input", "ground truth (red contour)",
+                            "anomaly map (one colour scale for the set; the pixel threshold at mid-scale)",
+                            "map >= pixel F1-max threshold (yellow)"}},
                           {"groups", nlohmann::json::array()}};
   std::size_t f = 0;
   for (const auto& g : groups) {

@@ -30,12 +30,23 @@ std::string esc(const std::string& s) {
   o.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&#39;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      case '\'':
+        o += "&#39;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -93,17 +104,22 @@ std::string fixed(double v, int digits) {
 
 // Metrics that are fractions are shown as percentages, as in the papers' tables.
 bool is_fraction_metric(const std::string& k) {
-  static const std::set<std::string> f = {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc",
+  static const std::set<std::string> f = {"image_auroc", "image_ap",     "image_f1_max", "pixel_auroc",
                                           "pixel_ap",    "pixel_f1_max", "aupro"};
   return f.count(k) > 0;
 }
 
 std::string metric_label(const std::string& k) {
-  static const std::map<std::string, std::string> names = {
-      {"image_auroc", "Image AUROC"},   {"image_ap", "Image AP"},         {"image_f1_max", "Image F1-max"},
-      {"pixel_auroc", "Pixel AUROC"},   {"pixel_ap", "Pixel AP"},         {"pixel_f1_max", "Pixel F1-max"},
-      {"aupro", "AUPRO"},               {"image_f1_threshold", "Image F1-max threshold"},
-      {"pixel_f1_threshold", "Pixel F1-max threshold"}, {"aupro_fpr_limit", "AUPRO FPR limit"}};
+  static const std::map<std::string, std::string> names = {{"image_auroc", "Image AUROC"},
+                                                           {"image_ap", "Image AP"},
+                                                           {"image_f1_max", "Image F1-max"},
+                                                           {"pixel_auroc", "Pixel AUROC"},
+                                                           {"pixel_ap", "Pixel AP"},
+                                                           {"pixel_f1_max", "Pixel F1-max"},
+                                                           {"aupro", "AUPRO"},
+                                                           {"image_f1_threshold", "Image F1-max threshold"},
+                                                           {"pixel_f1_threshold", "Pixel F1-max threshold"},
+                                                           {"aupro_fpr_limit", "AUPRO FPR limit"}};
   const auto it = names.find(k);
   return it == names.end() ? k : it->second;
 }
@@ -291,8 +307,7 @@ std::string page(const std::string& title, const std::string& body, const Charts
   h += "<meta name=\"generator\" content=\"adfw report\">\n";
   h += "<title>" + esc(title) + "</title>\n<style>" + std::string(kStyle) + "</style>\n</head>\n<body>\n";
   h += body;
-  h += "<script type=\"application/json\" id=\"adfw-data\">" + script_json({{"charts", charts.list}}) +
-       "</script>\n";
+  h += "<script type=\"application/json\" id=\"adfw-data\">" + script_json({{"charts", charts.list}}) + "</script>\n";
   h += "<script>/* Chart.js 4.6.2, MIT License, https://www.chartjs.org (third_party/chartjs) */\n";
   h += embedded::chartjs;
   h += "\n</script>\n<script>" + std::string(kScript) + "</script>\n</body>\n</html>\n";
@@ -324,8 +339,8 @@ json xy(const std::vector<double>& x, const std::vector<double>& y) {
 }
 
 json line_dataset(const std::string& label, const json& points, const std::string& colour, bool dashed = false) {
-  json d = {{"label", label},         {"data", points},  {"borderColor", colour}, {"backgroundColor", colour},
-            {"showLine", true},       {"pointRadius", 0}, {"borderWidth", 2},     {"fill", false}};
+  json d = {{"label", label},   {"data", points},   {"borderColor", colour}, {"backgroundColor", colour},
+            {"showLine", true}, {"pointRadius", 0}, {"borderWidth", 2},      {"fill", false}};
   if (dashed) d["borderDash"] = {5, 4};
   return d;
 }
@@ -383,8 +398,8 @@ std::string metrics_section(const json& m, const std::string& category) {
     if (ref) {
       if (frac && ref->contains(k) && (*ref)[k].is_number()) {
         const double r = (*ref)[k].get<double>();
-        h += "<td class=\"num\">" + fixed(100 * r, 1) + " %</td><td class=\"num\">" +
-             (x >= r ? "+" : "") + fixed(100 * (x - r), 1) + "</td>";
+        h += "<td class=\"num\">" + fixed(100 * r, 1) + " %</td><td class=\"num\">" + (x >= r ? "+" : "") +
+             fixed(100 * (x - r), 1) + "</td>";
       } else {
         h += "<td></td><td></td>";
       }
@@ -396,7 +411,8 @@ std::string metrics_section(const json& m, const std::string& category) {
     h += "<p class=\"note\">Reference: " + esc(ref_source) + " (category " + esc(category) + ").</p>\n";
   if (m.contains("counts"))
     h += "<p class=\"note\">" + json_text(m["counts"].value("images", json(0))) + " test images, " +
-         json_text(m["counts"].value("anomalous_images", json(0))) + " anomalous. F1-max values and thresholds are "
+         json_text(m["counts"].value("anomalous_images", json(0))) +
+         " anomalous. F1-max values and thresholds are "
          "the best over all thresholds on the test set (an oracle figure, as in the literature).</p>\n";
 
   h += "<h3>Protocol</h3>\n<table class=\"kv\">\n";
@@ -414,8 +430,10 @@ std::string metrics_section(const json& m, const std::string& category) {
 
 std::string curves_section(const fs::path& file, Charts& charts) {
   std::string h = "<h2 id=\"curves\">Curves</h2>\n";
-  if (!fs::exists(file)) return h + "<p class=\"note\">No curves.json in this run folder (written by adfw runs "
-                                    "since curves were added to the evaluation).</p>\n";
+  if (!fs::exists(file))
+    return h +
+           "<p class=\"note\">No curves.json in this run folder (written by adfw runs "
+           "since curves were added to the evaluation).</p>\n";
   json c;
   try {
     c = json::parse(read_file(file));
@@ -437,15 +455,19 @@ std::string curves_section(const fs::path& file, Charts& charts) {
                  {{"datasets",
                    {line_dataset("ROC (" + counts + ")", xy(fpr, tpr), kPalette[0]),
                     line_dataset("chance", xy({0, 1}, {0, 1}), "#9aa4b1", true)}}}},
-                {"options", line_options(name + " ROC", axis("False positive rate", 0, 1),
-                                         axis("True positive rate", 0, 1.0))}};
+                {"options",
+                 line_options(name + " ROC", axis("False positive rate", 0, 1), axis("True positive rate", 0, 1.0))}};
     h += charts.add(std::string(level) + "-roc", roc);
+    // The precision-recall curve starts at recall 0, precision 1 (scikit-learn's convention).
+    std::vector<double> recall = doubles(t, "tpr");
+    recall.insert(recall.begin(), 0.0);
+    prec.insert(prec.begin(), 1.0);
     const double pos = t.value("positives", 0.0), neg = t.value("negatives", 0.0);
     const double base = pos + neg > 0 ? pos / (pos + neg) : 0;
     json pr = {{"type", "scatter"},
                {"data",
                 {{"datasets",
-                  {line_dataset("precision-recall", xy(doubles(t, "tpr"), prec), kPalette[1]),
+                  {line_dataset("precision-recall", xy(recall, prec), kPalette[1]),
                    line_dataset("chance (" + fixed(100 * base, 1) + " % anomalous)", xy({0, 1}, {base, base}),
                                 "#9aa4b1", true)}}}},
                {"options", line_options(name + " precision-recall", axis("Recall", 0, 1), axis("Precision", 0, 1.0))}};
@@ -458,15 +480,15 @@ std::string curves_section(const fs::path& file, Charts& charts) {
     std::vector<double> fpr = doubles(t, "fpr"), pro = doubles(t, "pro");
     fpr.insert(fpr.begin(), 0.0);
     pro.insert(pro.begin(), 0.0);
-    json cfg = {{"type", "scatter"},
-                {"data",
-                 {{"datasets",
-                   {line_dataset("PRO (" + json_text(t.value("regions", json(0))) + " defect regions)", xy(fpr, pro),
-                                 kPalette[2]),
-                    line_dataset("AUPRO limit (FPR " + fixed(limit, 2) + ")", xy({limit, limit}, {0, 1}), "#e4572e",
-                                 true)}}}},
-                {"options", line_options("Per-region overlap (PRO)", axis("False positive rate (pixels)", 0, 1),
-                                         axis("Mean region overlap", 0, 1.0))}};
+    json cfg = {
+        {"type", "scatter"},
+        {"data",
+         {{"datasets",
+           {line_dataset("PRO (" + json_text(t.value("regions", json(0))) + " defect regions)", xy(fpr, pro),
+                         kPalette[2]),
+            line_dataset("AUPRO limit (FPR " + fixed(limit, 2) + ")", xy({limit, limit}, {0, 1}), "#e4572e", true)}}}},
+        {"options", line_options("Per-region overlap (PRO)", axis("False positive rate (pixels)", 0, 1),
+                                 axis("Mean region overlap", 0, 1.0))}};
     h += charts.add("pixel-pro", cfg);
   }
   h += "</div>\n";
@@ -546,7 +568,7 @@ std::string defect_section(const json& m, const fs::path& per_image, Charts& cha
 }
 
 struct TrainLog {
-  std::string name;  // "" for train_log.csv, the stage for train_log_<stage>.csv
+  std::string note;  // how the points were thinned ("" when every step is a point)
   std::vector<std::string> terms;
   std::vector<double> step, lr;
   std::vector<std::vector<json>> values;  // [term][point]
@@ -563,8 +585,8 @@ TrainLog read_train_log(const fs::path& file, int max_points) {
   const std::size_t n = rows.size() - 1;
   // Equal runs of consecutive steps are averaged (loss) or sampled at their end (lr, step), so a
   // long log keeps its shape without a point per step.
-  const std::size_t bucket = std::max<std::size_t>(1, (n + static_cast<std::size_t>(max_points) - 1) /
-                                                          static_cast<std::size_t>(std::max(1, max_points)));
+  const std::size_t bucket = std::max<std::size_t>(
+      1, (n + static_cast<std::size_t>(max_points) - 1) / static_cast<std::size_t>(std::max(1, max_points)));
   for (std::size_t b = 0; b * bucket < n; ++b) {
     const std::size_t lo = 1 + b * bucket, hi = std::min(rows.size(), lo + bucket);
     std::vector<double> sum(log.terms.size(), 0);
@@ -588,7 +610,7 @@ TrainLog read_train_log(const fs::path& file, int max_points) {
     for (std::size_t t = 0; t < log.terms.size(); ++t)
       log.values[t].push_back(cnt[t] ? json(sum[t] / cnt[t]) : json(nullptr));
   }
-  if (bucket > 1) log.name += " (mean over " + std::to_string(bucket) + " steps per point)";
+  if (bucket > 1) log.note = " (mean over " + std::to_string(bucket) + " steps per point)";
   return log;
 }
 
@@ -596,7 +618,8 @@ std::string training_section(const fs::path& dir, const RunReportOptions& opt, C
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string f = e.path().filename().string();
-    if (e.is_regular_file() && f.rfind("train_log", 0) == 0 && e.path().extension() == ".csv") files.push_back(e.path());
+    if (e.is_regular_file() && f.rfind("train_log", 0) == 0 && e.path().extension() == ".csv")
+      files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) return "";
@@ -604,8 +627,13 @@ std::string training_section(const fs::path& dir, const RunReportOptions& opt, C
   int k = 0;
   for (const auto& f : files) {
     TrainLog log = read_train_log(f, opt.max_train_points);
+    if (log.step.empty()) {
+      h += "<p class=\"note\">" + esc(f.filename().string()) + " holds no step yet.</p>\n";
+      continue;
+    }
     const std::string stem = f.stem().string();
-    const std::string stage = stem == "train_log" ? std::string() : " — stage " + stem.substr(std::string("train_log_").size());
+    const std::string stage =
+        stem == "train_log" ? std::string() : " — stage " + stem.substr(std::string("train_log_").size());
     json loss_sets = json::array();
     for (std::size_t t = 0; t < log.terms.size(); ++t) {
       json pts = json::array();
@@ -623,9 +651,10 @@ std::string training_section(const fs::path& dir, const RunReportOptions& opt, C
     const bool log_y = lo > 0 && hi / lo > 50;
     json cfg = {{"type", "scatter"},
                 {"data", {{"datasets", loss_sets}}},
-                {"options", line_options("Loss" + stage + log.name, axis("Step", NAN, NAN),
-                                         axis(log_y ? "Loss (log scale)" : "Loss", NAN, NAN,
-                                              log_y ? "logarithmic" : "linear"))}};
+                {"options",
+                 line_options("Loss" + stage + log.note, axis("Step", NAN, NAN),
+                              axis(log_y ? "Loss (log scale)" : "Loss", NAN, NAN, log_y ? "logarithmic" : "linear"))}};
+    if (log_y) cfg["options"]["scales"]["y"]["ticks"] = {{"autoSkipPadding", 12}};
     h += charts.add("train-loss-" + std::to_string(k), cfg, true);
     json lr_cfg = {{"type", "scatter"},
                    {"data", {{"datasets", {line_dataset("learning rate", xy(log.step, log.lr), kPalette[3])}}}},
@@ -662,7 +691,8 @@ std::string gallery_section(const fs::path& dir) {
       const fs::path img = dir / it.at("file").get<std::string>();
       const std::string bytes = read_file(img);
       std::ostringstream cap;
-      cap << std::setprecision(5) << (it.contains("outcome") ? it.value("outcome", std::string()) + " — " : std::string())
+      cap << std::setprecision(5)
+          << (it.contains("outcome") ? it.value("outcome", std::string()) + " — " : std::string())
           << (it.value("defect_type", std::string()).empty() ? "" : it.value("defect_type", std::string()) + " — ")
           << "score " << it.value("score", 0.0) << " — " << it.value("path", std::string());
       h += "<figure><img alt=\"" + esc(it.value("path", std::string())) + "\" src=\"data:image/png;base64," +
@@ -710,7 +740,8 @@ std::string run_report_html(const fs::path& dir, const RunReportOptions& opt) {
   b += "<h2 id=\"config\">Configuration and environment</h2>\n";
   b += details_file(dir / "config.toml", "config.toml (the resolved configuration; adfw run repeats it)");
   b += details_file(dir / "env.json", "env.json");
-  if (m.contains("method")) b += "<details><summary>method summary</summary><pre>" + esc(m["method"].dump(2)) + "</pre></details>\n";
+  if (m.contains("method"))
+    b += "<details><summary>method summary</summary><pre>" + esc(m["method"].dump(2)) + "</pre></details>\n";
   return page(experiment + " " + run_id + " — adfw report", b, charts);
 }
 
@@ -720,7 +751,8 @@ fs::path write_run_report(const fs::path& dir, const RunReportOptions& opt) {
   return out;
 }
 
-std::string sweep_report_html(const table::RunSet& set, const table::TableOptions& options, const fs::path& report_dir) {
+std::string sweep_report_html(const table::RunSet& set, const table::TableOptions& options,
+                              const fs::path& report_dir) {
   const table::Table t = table::build_table(set, options);
   Charts charts;
   std::string b = "<h1>" + esc(set.name) + "</h1>\n<p class=\"sub\">" + std::to_string(t.runs_used) + " runs done";
@@ -761,10 +793,11 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
   b += "</table>\n";
   b += "<p class=\"note\">Cells: mean ± sample standard deviation over the runs of a cell (usually seeds; n = " +
        std::to_string(t.common_n) + "); the best value of each row in bold." +
-       (t.reference_source.empty() || std::none_of(t.show_reference.begin(), t.show_reference.end(),
-                                                   [](bool shown) { return shown; })
+       (t.reference_source.empty() ||
+                std::none_of(t.show_reference.begin(), t.show_reference.end(), [](bool shown) { return shown; })
             ? std::string()
-            : " Reference: " + esc(t.reference_source) + ".") + "</p>\n";
+            : " Reference: " + esc(t.reference_source) + ".") +
+       "</p>\n";
   for (const auto& n : t.notes) b += "<p class=\"note\">" + esc(n) + "</p>\n";
 
   // Per-row bars of every metric: mean over seeds, ± std whiskers and each seed's value.
@@ -835,8 +868,7 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
   b += "<th>report</th></tr>\n";
   for (const auto& r : set.runs) {
     b += "<tr><td>" + esc(r.id) + "</td><td>" + esc(to_string(r.state)) + "</td>";
-    for (const auto& k : set.axis_keys)
-      b += "<td>" + esc(table::value_label(r.config.at_path(k).node())) + "</td>";
+    for (const auto& k : set.axis_keys) b += "<td>" + esc(table::value_label(r.config.at_path(k).node())) + "</td>";
     const fs::path rep = r.dir / "report.html";
     if (fs::exists(rep)) {
       std::error_code ec;

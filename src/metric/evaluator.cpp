@@ -251,7 +251,13 @@ std::vector<fs::path> write_overlays(const fs::path& dir, const EvalInput& in, c
   const int64_t n = maps.size(0), h = maps.size(1), w = maps.size(2);
   if (n == 0) return written;
   const double thr = std::isnan(opt.threshold) ? result.pixel_threshold : opt.threshold;
-  const float lo = maps.min().item<float>(), hi = maps.max().item<float>();
+  // One colour scale for the set, with the pixel threshold at mid-scale (as `adfw predict` draws
+  // its threshold at half scale): a min-max scale lets a few extreme pixels turn every other map
+  // blue, while this one shows at a glance which regions come near the decision. Without a usable
+  // threshold the scale is the set's min-max.
+  const double lo = maps.min().item<float>();
+  double hi = maps.max().item<float>();
+  if (std::isfinite(thr) && thr > lo) hi = lo + 2.0 * (thr - lo);
 
   // Sample: three quarters from the anomalous images, the rest normal, evenly spread.
   std::vector<int64_t> anomalous, normal, chosen;

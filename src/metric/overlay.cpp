@@ -19,9 +19,12 @@ cv::Mat overlay_panels(const cv::Mat& input_image, const cv::Mat& map, const cv:
                        double threshold) {
   const cv::Size size(map.cols, map.rows);
   cv::Mat input;
-  if (input_image.empty()) input = cv::Mat(size, CV_8UC3, cv::Scalar(128, 128, 128));
-  else if (input_image.size() == size) input = input_image;
-  else cv::resize(input_image, input, size, 0, 0, cv::INTER_AREA);
+  if (input_image.empty())
+    input = cv::Mat(size, CV_8UC3, cv::Scalar(128, 128, 128));
+  else if (input_image.size() == size)
+    input = input_image;
+  else
+    cv::resize(input_image, input, size, 0, 0, cv::INTER_AREA);
 
   std::vector<std::vector<cv::Point>> contours;
   if (!gt.empty()) {

@@ -2,9 +2,9 @@
 // the demo data) with eval.save_maps = true, then `adfw predict --save-maps` over the same test
 // images; both maps.safetensors hold the maps at the model's resolution, compared image by image
 // (matched by path) to 1e-6, in the batches the run used.
-#include <cmath>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -42,8 +42,9 @@ TEST_CASE("predict reproduces the quickstart run's maps.safetensors", "[predict]
   // depend on its make-up, so other batches agree only to about 1e-5 relative (tests/scripts/predict.sh).
   std::string args;
   for (const auto& p : paths) args += " " + shell_quoted(p);
-  REQUIRE(shell(cd + adfw + " --quiet predict " + shell_quoted(run) + args + " --threads 1 --batch 8 --save-maps --out " +
-                shell_quoted(dir / "pred") + " > " + shell_quoted(dir / "predict.log") + " 2>&1") == 0);
+  REQUIRE(shell(cd + adfw + " --quiet predict " + shell_quoted(run) + args +
+                " --threads 1 --batch 8 --save-maps --out " + shell_quoted(dir / "pred") + " > " +
+                shell_quoted(dir / "predict.log") + " 2>&1") == 0);
   const auto pred = adfw::safetensors::File::open(dir / "pred" / "maps.safetensors");
   const auto pred_paths = nlohmann::json::parse(pred.metadata().at("paths")).get<std::vector<std::string>>();
   REQUIRE(pred_paths.size() == paths.size());

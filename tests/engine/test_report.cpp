@@ -32,7 +32,8 @@ fs::path fake_run(const std::string& tag) {
                           R"({"image": {"threshold": [0.9, 0.7, 0.5, 0.1], "fpr": [0, 0.5, 0.5, 1],
                               "tpr": [0.5, 0.5, 1, 1], "precision": [1, 0.5, 0.67, 0.5],
                               "positives": 2, "negatives": 2}, "fpr_limit": 0.3})");
-  adfw::write_file_atomic(dir / "train_log.csv", "step,epoch,lr,loss,l2\n1,1,0.1,2.0,1.0\n2,1,0.1,1.0,nan\n3,2,0.01,0.5,0.2\n");
+  adfw::write_file_atomic(dir / "train_log.csv",
+                          "step,epoch,lr,loss,l2\n1,1,0.1,2.0,1.0\n2,1,0.1,1.0,nan\n3,2,0.01,0.5,0.2\n");
   return dir;
 }
 

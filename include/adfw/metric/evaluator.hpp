@@ -92,7 +92,9 @@ struct OverlayOptions {
 
 /// One PNG per sampled (or listed) image: input | ground-truth contour | heatmap | thresholded prediction,
 /// each panel at the map's size. The input is read from `input.paths` (a grey panel when
-/// unreadable). Heatmaps share one colour scale over the set. Returns the written files.
+/// unreadable). Heatmaps share one colour scale over the set: from its minimum (blue) with the
+/// prediction threshold at mid-scale (green) to twice that distance (red; higher values clip), or
+/// the set's min-max without a threshold above the minimum. Returns the written files.
 std::vector<std::filesystem::path> write_overlays(const std::filesystem::path& dir, const EvalInput& input,
                                                   const EvalResult& result, const OverlayOptions& options = {});
 
