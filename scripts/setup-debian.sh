@@ -2,7 +2,8 @@
 # Installs adfw's build and run dependencies from Debian bookworm's packages and configures
 # + builds adfw into ./build. Run as root (or with sudo). Safe to run again.
 #   --tests   also installs what the test suite needs beyond the build (a one-node Slurm cluster
-#             for the Slurm sweep test: slurm-wlm, munge), so nothing is installed while ctest runs.
+#             for the Slurm sweep test: slurm-wlm, munge; headless Chromium for the report test:
+#             chromium), so nothing is installed while ctest runs.
 set -euo pipefail
 with_tests=0
 for arg in "$@"; do
@@ -24,7 +25,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libtomlplusplus-dev nlohmann-json3-dev catch2 libbenchmark-dev libfaiss-dev \
   libopenblas0-pthread > /dev/null
 if [ "$with_tests" -eq 1 ]; then
-  $SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge > /dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends slurm-wlm munge chromium > /dev/null
 fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j "$(nproc)"

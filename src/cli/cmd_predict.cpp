@@ -20,9 +20,11 @@
 #include "adfw/core/io.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/core/progress.hpp"
+#include "adfw/core/safetensors.hpp"
 #include "adfw/engine/predictor.hpp"
 #include "adfw/engine/run_folder.hpp"
 #include "adfw/metric/curves.hpp"
+#include "adfw/metric/overlay.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -117,10 +119,7 @@ void write_outputs(const fs::path& out, const std::string& name, const cv::Mat& 
   else if (image.channels() == 4) cv::cvtColor(image, bgr, cv::COLOR_BGRA2BGR);
   else bgr = image.clone();
   if (bgr.depth() != CV_8U) bgr.convertTo(bgr, CV_8U, bgr.depth() == CV_16U ? 1.0 / 257.0 : 1.0);
-  cv::Mat u8, heat, blend;
-  unit.convertTo(u8, CV_8U, 255.0);
-  cv::applyColorMap(u8, heat, cv::COLORMAP_JET);
-  cv::addWeighted(bgr, 0.5, heat, 0.5, 0, blend);
+  cv::Mat blend = adfw::heat_blend(bgr, map, 0.0, full);
   if (std::isfinite(threshold)) {
     cv::Mat above = map >= threshold;
     std::vector<std::vector<cv::Point>> contours;
@@ -144,7 +143,7 @@ int predict_command(const std::vector<std::string>& args) {
   std::string run, out_dir, threshold_val;
   std::vector<std::string> inputs;
   double threshold = NAN;
-  bool threshold_test = false;
+  bool threshold_test = false, save_maps = false;
   int batch = 8, threads = 0;
   std::string device;
   po::options_description desc(
@@ -159,6 +158,10 @@ int predict_command(const std::vector<std::string>& args) {
       "other subfolders anomalous)")(
       "threshold-test", po::bool_switch(&threshold_test),
       "use the run's F1-max threshold, which was chosen on its test set (the outputs say so)")(
+      "save-maps", po::bool_switch(&save_maps),
+      "also write every map at the model's input resolution to maps.safetensors, in the layout of a run's "
+      "eval.save_maps file (anomaly_maps, image_scores; image paths in its metadata; no ground truth). Held "
+      "in memory until the end")(
       "batch", po::value(&batch)->default_value(8), "images per forward pass")(
       "threads", po::value(&threads)->default_value(0), "intra-op threads (0 = all cores)")(
       "device", po::value(&device), "cpu, cuda or auto (default: the run's setting)");
@@ -237,6 +240,10 @@ int predict_command(const std::vector<std::string>& args) {
   std::ostringstream csv;
   csv << "path,name,score,anomalous,error\n";
   int64_t failed = 0, done = 0;
+  // --save-maps: the model-resolution maps, kept in input order.
+  std::vector<float> saved_maps, saved_scores;
+  std::vector<std::string> saved_paths;
+  int map_h = 0, map_w = 0;
   adfw::Progress bar("predict", static_cast<int64_t>(files.size()), "img");
   const auto t0 = std::chrono::steady_clock::now();
   for (std::size_t start = 0; start < files.size(); start += static_cast<std::size_t>(batch)) {
@@ -293,6 +300,21 @@ int predict_command(const std::vector<std::string>& args) {
         fail(i, e.what());
         continue;
       }
+      if (save_maps) {
+        const cv::Mat& mm = r.model_map;
+        if (saved_paths.empty()) {
+          map_h = mm.rows;
+          map_w = mm.cols;
+        } else if (mm.rows != map_h || mm.cols != map_w) {
+          throw adfw::Error("predict: --save-maps needs maps of one size; " + files[i].string() + " gives " +
+                            std::to_string(mm.cols) + "x" + std::to_string(mm.rows) + ", earlier images " +
+                            std::to_string(map_w) + "x" + std::to_string(map_h) +
+                            " (the run's input pipeline has no resize)");
+        }
+        for (int y = 0; y < mm.rows; ++y) saved_maps.insert(saved_maps.end(), mm.ptr<float>(y), mm.ptr<float>(y) + mm.cols);
+        saved_scores.push_back(r.score);
+        saved_paths.push_back(files[i].string());
+      }
       nlohmann::json rec = {{"path", files[i].string()}, {"name", names[i]}, {"score", r.score}};
       if (decided) rec["anomalous"] = anomalous;
       records.push_back(rec);
@@ -317,6 +339,15 @@ int predict_command(const std::vector<std::string>& args) {
                             {"seconds", seconds},
                             {"images_per_second", seconds > 0 ? done / seconds : 0.0},
                             {"predictions", records}};
+  if (save_maps && !saved_paths.empty()) {
+    namespace st = adfw::safetensors;
+    const auto n = static_cast<int64_t>(saved_paths.size());
+    std::vector<st::TensorData> t;
+    t.push_back(st::make_tensor("anomaly_maps", {n, map_h, map_w}, saved_maps.data(), saved_maps.size()));
+    t.push_back(st::make_tensor("image_scores", {n}, saved_scores.data(), saved_scores.size()));
+    st::write(out / "maps.safetensors", t,
+              {{"paths", nlohmann::json(saved_paths).dump()}, {"run_folder", run}, {"producer", "adfw predict"}});
+  }
   adfw::write_file_atomic(out / "predictions.csv", csv.str());
   adfw::write_json(out / "predictions.json", summary);
   std::ostringstream msg;

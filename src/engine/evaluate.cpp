@@ -1,9 +1,14 @@
 #include "adfw/engine/evaluate.hpp"
 
+#include <set>
+
 #include "adfw/core/error.hpp"
+#include "adfw/core/io.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/core/safetensors.hpp"
 #include "adfw/engine/experiment.hpp"
+#include "adfw/metric/curve_points.hpp"
+#include "adfw/metric/curves.hpp"
 #include "adfw/metric/evaluator.hpp"
 
 namespace fs = std::filesystem;
@@ -28,6 +33,118 @@ void write_maps_file(const fs::path& file, const EvalInput& ei) {
   t.push_back(safetensors::make_tensor("image_scores", {n}, scores.data_ptr<float>(), static_cast<std::size_t>(n)));
   safetensors::write(file, t,
                      {{"paths", nlohmann::json(ei.paths).dump()}, {"defect_types", nlohmann::json(ei.defect_types).dump()}});
+}
+
+// curves.json: the image-level and pixel-level ROC / PR / PRO curves, thinned for plotting (the
+// report draws them; the metric values stay the exact ones in metrics.json).
+void write_curves_file(const fs::path& file, const EvalInput& ei, const EvalOptions& options) {
+  nlohmann::json j = nlohmann::json::object();
+  const torch::Tensor labels = ei.labels.to(torch::kInt64).contiguous();
+  const torch::Tensor scores = ei.image_scores.to(torch::kFloat32).contiguous();
+  const auto n = static_cast<std::size_t>(labels.numel());
+  const int64_t positives = labels.sum().item<int64_t>();
+  metric::CurveTraceOptions to;
+  to.threads = options.threads;
+  if (positives > 0 && positives < static_cast<int64_t>(n))
+    j["image"] = metric::image_curve_trace(scores.data_ptr<float>(), labels.data_ptr<int64_t>(), n, to).to_json();
+  if (ei.maps.defined()) {
+    const torch::Tensor maps = ei.maps.contiguous();
+    const torch::Tensor masks = ei.masks.to(torch::kUInt8).contiguous();
+    const int64_t defect = masks.sum().item<int64_t>();
+    if (defect > 0 && defect < masks.numel())
+      j["pixel"] = metric::pixel_curve_trace(maps.data_ptr<float>(), masks.data_ptr<uint8_t>(), maps.size(0),
+                                             maps.size(1), maps.size(2), to)
+                       .to_json();
+  }
+  j["fpr_limit"] = options.fpr_limit;
+  write_file_atomic(file, j.dump() + "\n");
+}
+
+// gallery/: overlays of the images a reader should look at first, at the image F1-max threshold
+// of the test set (an oracle threshold, as the F1-max metric itself): the highest-scoring normal
+// images (false positives when above it), the lowest-scoring anomalous ones (false negatives when
+// below it) and true positives around their median score. index.json lists them for the report.
+void write_gallery(const fs::path& dir, const EvalInput& ei, const EvalResult& r, int per_group) {
+  const torch::Tensor labels_t = ei.labels.to(torch::kInt64).contiguous();
+  const int64_t* labels = labels_t.data_ptr<int64_t>();
+  const auto n = static_cast<int64_t>(r.image_scores.size());
+  const std::vector<float>& scores = r.image_scores;
+  std::vector<int64_t> normal, anomalous;
+  for (int64_t i = 0; i < n; ++i) (labels[i] ? anomalous : normal).push_back(i);
+  if (normal.empty() || anomalous.empty()) return;
+  std::vector<int64_t> all_labels(labels, labels + n);
+  const double thr = metric::binary_metrics(scores, all_labels, {false, false, true}).f1_threshold;
+  const auto by_score = [&](bool descending) {
+    return [&, descending](int64_t a, int64_t b) {
+      return descending ? scores[a] > scores[b] || (scores[a] == scores[b] && a < b)
+                        : scores[a] < scores[b] || (scores[a] == scores[b] && a < b);
+    };
+  };
+  std::sort(normal.begin(), normal.end(), by_score(true));
+  std::sort(anomalous.begin(), anomalous.end(), by_score(false));
+  const auto count = [&](const std::vector<int64_t>& v) { return std::min<int64_t>(per_group, v.size()); };
+
+  struct Group {
+    std::string kind, title;
+    std::vector<int64_t> images;
+  };
+  std::vector<Group> groups;
+  std::set<int64_t> shown;
+  // The misclassified images when there are any (the worst first), else the closest to being so.
+  const auto add_errors = [&](const std::vector<int64_t>& sorted, bool wrong_above, const std::string& kind,
+                              const std::string& title, const std::string& fallback) {
+    std::vector<int64_t> wrong;
+    for (int64_t i : sorted)
+      if ((scores[i] >= thr) == wrong_above) wrong.push_back(i);
+    const std::vector<int64_t>& from = wrong.empty() ? sorted : wrong;
+    Group g{kind, wrong.empty() ? fallback : title + std::to_string(wrong.size()) + " in all)", {}};
+    for (int64_t k = 0; k < count(from); ++k) g.images.push_back(from[k]);
+    shown.insert(g.images.begin(), g.images.end());
+    groups.push_back(g);
+  };
+  add_errors(normal, true, "false_positive", "Worst false positives (normal images scored as anomalous; ",
+             "Highest-scoring normal images (no false positive at this threshold)");
+  add_errors(anomalous, false, "false_negative", "Worst false negatives (anomalous images scored as normal; ",
+             "Lowest-scoring anomalous images (no false negative at this threshold)");
+  {
+    std::vector<int64_t> tp;
+    for (int64_t i : anomalous)
+      if (scores[i] >= thr && !shown.count(i)) tp.push_back(i);
+    Group g{"true_positive", "Typical true positives (around the median score of the detected anomalies)", {}};
+    const int64_t take = count(tp);
+    const int64_t first = std::max<int64_t>(0, static_cast<int64_t>(tp.size()) / 2 - take / 2);
+    for (int64_t k = first; k < first + take; ++k) g.images.push_back(tp[k]);
+    if (!g.images.empty()) groups.push_back(g);
+  }
+
+  OverlayOptions oo;
+  for (const auto& g : groups) oo.indices.insert(oo.indices.end(), g.images.begin(), g.images.end());
+  fs::remove_all(dir);  // a rerun's gallery replaces the old one, never mixes with it
+  const std::vector<fs::path> files = write_overlays(dir, ei, r, oo);
+  nlohmann::json index = {{"image_threshold", thr},
+                          {"threshold_rule", "image F1-max threshold on the test set (oracle)"},
+                          {"pixel_threshold", r.pixel_threshold},
+                          {"panels",
+                           {"input", "ground truth (red contour)",
+                            "anomaly map (one colour scale for the set; the pixel threshold at mid-scale)",
+                            "map >= pixel F1-max threshold (yellow)"}},
+                          {"groups", nlohmann::json::array()}};
+  std::size_t f = 0;
+  for (const auto& g : groups) {
+    nlohmann::json items = nlohmann::json::array();
+    for (int64_t i : g.images) {
+      const auto k = static_cast<std::size_t>(i);
+      items.push_back({{"file", files[f++].filename().string()},
+                       {"path", k < ei.paths.size() ? ei.paths[k] : std::to_string(i)},
+                       {"defect_type", k < ei.defect_types.size() ? ei.defect_types[k] : std::string()},
+                       {"label", labels[i]},
+                       {"score", scores[k]},
+                       {"outcome", labels[i] ? (scores[k] >= thr ? "true positive" : "false negative")
+                                             : (scores[k] >= thr ? "false positive" : "true negative")}});
+    }
+    index["groups"].push_back({{"kind", g.kind}, {"title", g.title}, {"items", items}});
+  }
+  write_file_atomic(dir / "index.json", index.dump(2) + "\n");
 }
 
 }  // namespace
@@ -102,6 +219,8 @@ nlohmann::json evaluate_and_report(const EvalInputs& in, const EvalOptions& opti
       write_overlays(dir / "maps", ei, r, oo);
     }
     if (options.save_maps && ei.maps.defined()) write_maps_file(dir / "maps.safetensors", ei);
+    write_curves_file(dir / "curves.json", ei, eo);
+    if (options.gallery > 0 && ei.maps.defined()) write_gallery(dir / "gallery", ei, r, options.gallery);
   }
   return out;
 }

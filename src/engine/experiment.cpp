@@ -10,6 +10,7 @@
 #include "adfw/core/progress.hpp"
 #include "adfw/core/threads.hpp"
 #include "adfw/engine/evaluate.hpp"
+#include "adfw/engine/report.hpp"
 #include "adfw/engine/run_folder.hpp"
 
 namespace fs = std::filesystem;
@@ -160,6 +161,13 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
     metrics["reference"] = nlohmann::json::parse(os.str());
   }
   write_json(folder.file("metrics.json"), metrics);
+  // The report only reads the files above; a failure to write it leaves the run's results intact
+  // (`adfw report <run folder>` writes it again).
+  try {
+    report::write_run_report(folder.dir());
+  } catch (const std::exception& ex) {
+    log_warn(std::string("report.html not written: ") + ex.what());
+  }
   return metrics;
 }
 

@@ -1,4 +1,5 @@
 #include "adfw/metric/curves.hpp"
+#include "adfw/metric/curve_points.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -113,8 +114,36 @@ struct CurveAccumulator {
     bool done = false;
   };
   std::vector<Pro> pro;
+  // Optional thinned copy of the curve for plots (curve_points.hpp).
+  CurveTrace* trace = nullptr;
+  double trace_step = 0;
+  bool trace_pending = false;  // the latest point was not kept (the last one always is, in finish)
+  float last_threshold = 0;
+  double last_pro = 0;
+
+  void trace_point(int64_t tp, int64_t fp, double pro_value, float threshold) {
+    const double x = N ? static_cast<double>(fp) / static_cast<double>(N) : 0.0;
+    const double y = P ? static_cast<double>(tp) / static_cast<double>(P) : 0.0;
+    const double prec = tp + fp ? static_cast<double>(tp) / static_cast<double>(tp + fp) : 1.0;
+    auto& t = *trace;
+    const bool keep = t.fpr.empty() || std::abs(x - t.fpr.back()) >= trace_step ||
+                      std::abs(y - t.tpr.back()) >= trace_step || std::abs(prec - t.precision.back()) >= trace_step ||
+                      (!pro.empty() && std::abs(pro_value - t.pro.back()) >= trace_step);
+    trace_pending = !keep;
+    if (!keep) return;
+    t.threshold.push_back(threshold);
+    t.fpr.push_back(x);
+    t.tpr.push_back(y);
+    t.precision.push_back(prec);
+    if (!pro.empty()) t.pro.push_back(pro_value);
+  }
 
   void point(int64_t tp, int64_t fp, double pro_sum, float threshold) {
+    if (trace) {
+      last_pro = pro.empty() ? 0.0 : std::min(1.0, pro_sum / regions);
+      last_threshold = threshold;
+      trace_point(tp, fp, last_pro, threshold);
+    }
     area2 += static_cast<unsigned __int128>(fp - fp_prev) * static_cast<unsigned __int128>(tp + tp_prev);
     if (tp > tp_prev) ap_sum += static_cast<long double>(tp - tp_prev) * tp / static_cast<long double>(tp + fp);
     if (P > 0) {
@@ -150,6 +179,10 @@ struct CurveAccumulator {
   }
   void finish() {
     if (!pro.empty()) pro_point(1.0, 1.0);  // the reference curve ends at (1, 1)
+    if (trace && trace_pending) {
+      trace_step = 0;  // keep the last point whatever its distance
+      trace_point(tp_prev, fp_prev, last_pro, last_threshold);
+    }
   }
 };
 
@@ -249,8 +282,20 @@ BinaryMetrics binary_metrics(const std::vector<float>& scores, const std::vector
   return binary_metrics(scores.data(), labels.data(), scores.size(), req, what);
 }
 
-PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, int64_t h, int64_t w,
-                           const PixelRequest& req) {
+namespace {
+
+// The pixels of a test set as the curve walk consumes them: defect-free keys sorted in runs, defect
+// keys sorted with their region ids, and each region's PRO weight (1 / its size).
+struct SortedPixels {
+  std::vector<uint32_t> neg;
+  std::vector<uint64_t> pos;
+  std::vector<double> weight;
+  std::vector<std::pair<const uint32_t*, const uint32_t*>> neg_runs;
+  int64_t P = 0, N = 0;
+};
+
+void sort_pixels(const float* maps, const uint8_t* masks, int64_t n, int64_t h, int64_t w, const PixelRequest& req,
+                 SortedPixels& out) {
   if (n < 0 || h <= 0 || w <= 0)
     throw Error("pixel metrics: invalid map shape (" + std::to_string(n) + ", " + std::to_string(h) + ", " +
                 std::to_string(w) + ")");
@@ -293,8 +338,12 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
                 " pixels");
 
   // Pass 2: keys, and 8-connected regions of each mask (local ids, rebased below).
-  std::vector<uint32_t> neg(static_cast<std::size_t>(N));
-  std::vector<uint64_t> pos(static_cast<std::size_t>(P));
+  out.P = P;
+  out.N = N;
+  std::vector<uint32_t>& neg = out.neg;
+  std::vector<uint64_t>& pos = out.pos;
+  neg.resize(static_cast<std::size_t>(N));
+  pos.resize(static_cast<std::size_t>(P));
   std::vector<std::vector<uint32_t>> region_sizes(static_cast<std::size_t>(n));
   parallel_for(threads, n, [&](int64_t b, int64_t e, int) {
     cv::Mat cc_labels;
@@ -324,7 +373,7 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
       }
     }
   });
-  std::vector<double> weight;
+  std::vector<double>& weight = out.weight;
   if (want_pro) {
     std::vector<uint32_t> base(static_cast<std::size_t>(n), 0);
     uint64_t total = 0;
@@ -343,7 +392,7 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
 
   // Sort: each thread radix-sorts one run of the negatives; the walk merges the runs.
   const int runs = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, N / 65536)));
-  std::vector<std::pair<const uint32_t*, const uint32_t*>> neg_runs;
+  auto& neg_runs = out.neg_runs;
   {
     std::vector<uint32_t> tmp(static_cast<std::size_t>(N));
     parallel_for(runs, runs, [&](int64_t b, int64_t e, int) {
@@ -357,18 +406,89 @@ PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, i
   for (int r = 0; r < runs; ++r)
     neg_runs.emplace_back(neg.data() + N * r / runs, neg.data() + N * (r + 1) / runs);
 
+}
+
+}  // namespace
+
+PixelMetrics pixel_metrics(const float* maps, const uint8_t* masks, int64_t n, int64_t h, int64_t w,
+                           const PixelRequest& req) {
+  SortedPixels sp;
+  sort_pixels(maps, masks, n, h, w, req, sp);
+  const bool want_pro = !req.aupro_limits.empty();
+  const BinaryRequest breq{req.auroc, req.ap, req.f1};
+  const int64_t P = sp.P, N = sp.N;
+  const auto& weight = sp.weight;
   CurveAccumulator acc;
   acc.P = P;
   acc.N = N;
   for (double l : req.aupro_limits) acc.pro.push_back({l});
   acc.regions = static_cast<double>(weight.size());
-  walk(neg_runs, pos.data(), pos.data() + pos.size(), want_pro ? weight.data() : nullptr, acc);
+  walk(sp.neg_runs, sp.pos.data(), sp.pos.data() + sp.pos.size(), want_pro ? weight.data() : nullptr, acc);
 
   PixelMetrics out;
   fill_binary(acc, breq, out.binary);
   out.regions = static_cast<int64_t>(weight.size());
   for (const auto& p : acc.pro) out.aupro[p.limit] = p.area / p.limit;
   return out;
+}
+
+nlohmann::json CurveTrace::to_json() const {
+  nlohmann::json j = {{"threshold", threshold}, {"fpr", fpr},         {"tpr", tpr},
+                      {"precision", precision}, {"positives", positives}, {"negatives", negatives}};
+  if (!pro.empty()) {
+    j["pro"] = pro;
+    j["regions"] = regions;
+  }
+  return j;
+}
+
+CurveTrace image_curve_trace(const float* scores, const int64_t* labels, std::size_t n,
+                             const CurveTraceOptions& options) {
+  std::vector<uint32_t> neg;
+  std::vector<uint64_t> pos;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(scores[i]))
+      throw Error("image scores: score " + std::to_string(i) + " is " + (std::isnan(scores[i]) ? "NaN" : "infinite") +
+                  "; curves need finite scores");
+    if (labels[i] == 1) pos.push_back(static_cast<uint64_t>(descending_key(scores[i])) << 32);
+    else if (labels[i] == 0) neg.push_back(descending_key(scores[i]));
+    else
+      throw Error("image labels: label " + std::to_string(i) + " is " + std::to_string(labels[i]) +
+                  "; labels must be 0 (normal) or 1 (anomalous)");
+  }
+  const int64_t P = static_cast<int64_t>(pos.size()), N = static_cast<int64_t>(neg.size());
+  check_classes({true, false, false}, P, N, "image-level curves", "anomalous (label 1) sample", "normal (label 0) sample");
+  std::sort(neg.begin(), neg.end());
+  std::sort(pos.begin(), pos.end());
+  CurveTrace trace;
+  CurveAccumulator acc;
+  acc.P = trace.positives = P;
+  acc.N = trace.negatives = N;
+  acc.trace = &trace;
+  acc.trace_step = 1.0 / std::max(1, options.max_points);
+  walk({{neg.data(), neg.data() + neg.size()}}, pos.data(), pos.data() + pos.size(), nullptr, acc);
+  return trace;
+}
+
+CurveTrace pixel_curve_trace(const float* maps, const uint8_t* masks, int64_t n, int64_t h, int64_t w,
+                             const CurveTraceOptions& options) {
+  PixelRequest req;
+  req.ap = req.f1 = false;
+  req.aupro_limits = options.pro ? std::vector<double>{1.0} : std::vector<double>{};
+  req.threads = options.threads;
+  SortedPixels sp;
+  sort_pixels(maps, masks, n, h, w, req, sp);
+  CurveTrace trace;
+  CurveAccumulator acc;
+  acc.P = trace.positives = sp.P;
+  acc.N = trace.negatives = sp.N;
+  if (options.pro) acc.pro.push_back({1.0});
+  acc.regions = static_cast<double>(sp.weight.size());
+  trace.regions = static_cast<int64_t>(sp.weight.size());
+  acc.trace = &trace;
+  acc.trace_step = 1.0 / std::max(1, options.max_points);
+  walk(sp.neg_runs, sp.pos.data(), sp.pos.data() + sp.pos.size(), options.pro ? sp.weight.data() : nullptr, acc);
+  return trace;
 }
 
 }  // namespace adfw::metric

@@ -13,6 +13,7 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/metric/metric.hpp"
+#include "adfw/metric/overlay.hpp"
 
 namespace adfw {
 namespace fs = std::filesystem;
@@ -242,7 +243,7 @@ void write_per_image_csv(const fs::path& file, const EvalInput& in, const EvalRe
 std::vector<fs::path> write_overlays(const fs::path& dir, const EvalInput& in, const EvalResult& result,
                                      const OverlayOptions& opt) {
   std::vector<fs::path> written;
-  if (!in.maps.defined() || opt.count <= 0) return written;
+  if (!in.maps.defined() || (opt.count <= 0 && opt.indices.empty())) return written;
   const auto maps = as_nhw(in.maps, torch::kFloat, "anomaly maps");
   torch::Tensor masks;
   if (in.masks.defined()) masks = as_nhw(in.masks, torch::kFloat, "masks");
@@ -250,8 +251,13 @@ std::vector<fs::path> write_overlays(const fs::path& dir, const EvalInput& in, c
   const int64_t n = maps.size(0), h = maps.size(1), w = maps.size(2);
   if (n == 0) return written;
   const double thr = std::isnan(opt.threshold) ? result.pixel_threshold : opt.threshold;
-  const float lo = maps.min().item<float>(), hi = maps.max().item<float>();
-  const float scale = hi > lo ? 255.f / (hi - lo) : 0.f;
+  // One colour scale for the set, with the pixel threshold at mid-scale (as `adfw predict` draws
+  // its threshold at half scale): a min-max scale lets a few extreme pixels turn every other map
+  // blue, while this one shows at a glance which regions come near the decision. Without a usable
+  // threshold the scale is the set's min-max.
+  const double lo = maps.min().item<float>();
+  double hi = maps.max().item<float>();
+  if (std::isfinite(thr) && thr > lo) hi = lo + 2.0 * (thr - lo);
 
   // Sample: three quarters from the anomalous images, the rest normal, evenly spread.
   std::vector<int64_t> anomalous, normal, chosen;
@@ -261,41 +267,29 @@ std::vector<fs::path> write_overlays(const fs::path& dir, const EvalInput& in, c
     for (int k = 0; k < count; ++k) chosen.push_back(from[from.size() * k / count]);
   };
   const int want_anom = std::min<int>(static_cast<int>(anomalous.size()), (opt.count * 3 + 3) / 4);
-  pick(anomalous, want_anom);
-  pick(normal, opt.count - want_anom);
-  std::sort(chosen.begin(), chosen.end());
+  if (!opt.indices.empty()) {
+    for (int64_t i : opt.indices)
+      if (i < 0 || i >= n)
+        throw Error("overlay of image " + std::to_string(i) + " requested; the set has " + std::to_string(n) + " images");
+    chosen = opt.indices;
+  } else {
+    pick(anomalous, want_anom);
+    pick(normal, opt.count - want_anom);
+    std::sort(chosen.begin(), chosen.end());
+  }
 
   fs::create_directories(dir);
   for (int64_t i : chosen) {
     const auto k = static_cast<std::size_t>(i);
     cv::Mat input;
     if (k < in.paths.size() && fs::exists(in.paths[k])) input = cv::imread(in.paths[k], cv::IMREAD_COLOR);
-    if (input.empty()) input = cv::Mat(static_cast<int>(h), static_cast<int>(w), CV_8UC3, cv::Scalar(128, 128, 128));
-    else cv::resize(input, input, cv::Size(static_cast<int>(w), static_cast<int>(h)), 0, 0, cv::INTER_AREA);
-
-    cv::Mat map(static_cast<int>(h), static_cast<int>(w), CV_32F, maps[i].data_ptr<float>());
-    cv::Mat gt = cv::Mat::zeros(static_cast<int>(h), static_cast<int>(w), CV_8U);
+    const cv::Mat map(static_cast<int>(h), static_cast<int>(w), CV_32F, maps[i].data_ptr<float>());
+    cv::Mat gt;
     if (masks.defined()) {
-      cv::Mat gm(static_cast<int>(h), static_cast<int>(w), CV_32F, masks[i].data_ptr<float>());
+      const cv::Mat gm(static_cast<int>(h), static_cast<int>(w), CV_32F, masks[i].data_ptr<float>());
       gt = gm > 0.5f;
     }
-    cv::Mat contour = input.clone();
-    std::vector<std::vector<cv::Point>> contours;
-    cv::findContours(gt.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
-    cv::drawContours(contour, contours, -1, cv::Scalar(0, 0, 255), 1);
-
-    cv::Mat norm8, heat, heat_blend;
-    map.convertTo(norm8, CV_8U, scale, -lo * scale);
-    cv::applyColorMap(norm8, heat, cv::COLORMAP_JET);
-    cv::addWeighted(input, 0.5, heat, 0.5, 0, heat_blend);
-
-    cv::Mat pred = map >= static_cast<float>(thr);
-    cv::Mat pred_panel = input.clone();
-    pred_panel.setTo(cv::Scalar(0, 255, 255), pred);
-    cv::drawContours(pred_panel, contours, -1, cv::Scalar(0, 0, 255), 1);
-
-    cv::Mat row;
-    cv::hconcat(std::vector<cv::Mat>{input, contour, heat_blend, pred_panel}, row);
+    const cv::Mat row = overlay_panels(input, map, gt, lo, hi, thr);
     std::string stem = std::to_string(i);
     if (k < in.paths.size()) {
       const fs::path src(in.paths[k]);

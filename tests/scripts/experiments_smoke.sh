@@ -61,7 +61,7 @@ while IFS= read -r exp; do
   "$adfw" config "$exp" --preset presets/smoke > "$work/resolved.toml"
   name=$(sed -n "/^name = [\"'].*[\"']\$/{s/^name = [\"']\(.*\)[\"']\$/\1/p;q;}" "$work/resolved.toml")
   dir="$work/runs/$name/smoke"
-  for f in config.toml env.json log.txt metrics.json model.safetensors per_image.csv status.json; do
+  for f in config.toml env.json log.txt metrics.json model.safetensors per_image.csv status.json report.html curves.json; do
     test -s "$dir/$f" || { echo "FAILED: $exp: missing $dir/$f"; status=1; }
   done
   grep -q '"state": "done"' "$dir/status.json" || { echo "FAILED: $exp: status"; status=1; }

@@ -33,6 +33,7 @@ struct EvalOptions {
   int overlays = 8;
   int batch_size = 8;
   bool save_maps = false;
+  int gallery = 4;
   template <class V>
   void fields(V& v) {
     v("metrics", metrics, "metric names to compute (see `adfw list metric`)");
@@ -44,6 +45,10 @@ struct EvalOptions {
     v("save_maps", save_maps,
       "also write every test map to the run's maps.safetensors (anomaly_maps, masks, labels, image_scores; "
       "image paths and defect types in its metadata), the input of `adfw eval-maps` (default false)");
+    v("gallery", gallery,
+      "images per group in the report gallery (gallery/): the worst false positives, the worst false negatives "
+      "and typical true positives at the image F1-max threshold (0 = no gallery)",
+      Check::at_least(0));
   }
 };
 
@@ -81,12 +86,15 @@ void write_per_image_csv(const std::filesystem::path& file, const EvalInput& inp
 
 struct OverlayOptions {
   int count = 8;           ///< images to draw (three quarters anomalous where available)
+  std::vector<int64_t> indices;  ///< these images, in this order, instead of a sample (default: none)
   double threshold = NAN;  ///< pixel threshold of the prediction panel; NaN = result.pixel_threshold
 };
 
-/// One PNG per sampled image: input | ground-truth contour | heatmap | thresholded prediction,
+/// One PNG per sampled (or listed) image: input | ground-truth contour | heatmap | thresholded prediction,
 /// each panel at the map's size. The input is read from `input.paths` (a grey panel when
-/// unreadable). Heatmaps share one colour scale over the set. Returns the written files.
+/// unreadable). Heatmaps share one colour scale over the set: from its minimum (blue) with the
+/// prediction threshold at mid-scale (green) to twice that distance (red; higher values clip), or
+/// the set's min-max without a threshold above the minimum. Returns the written files.
 std::vector<std::filesystem::path> write_overlays(const std::filesystem::path& dir, const EvalInput& input,
                                                   const EvalResult& result, const OverlayOptions& options = {});
 
