@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 namespace adfw::test {
 
