@@ -72,18 +72,6 @@ struct GradientMultiply : public torch::autograd::Function<GradientMultiply> {
   }
 };
 
-// GCC 14 reports a -Wstringop-overflow in libstdc++'s vector<bool>::reserve, which LibTorch 2.6's
-// Function::apply calls on an empty vector (reserve(2)): the copy of old bits it warns about copies
-// none, so the warning is a false positive. Silenced for this one call site only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#endif
-torch::Tensor gradient_multiply(const torch::Tensor& x, double m) { return GradientMultiply::apply(x, m); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
 /// The global max as the reference takes it: over the last axis, then the one before (the
 /// gradient goes to the same element as there).
 torch::Tensor global_max(const torch::Tensor& x) {
@@ -114,12 +102,12 @@ class SegDecNetImpl : public torch::nn::Module {
                   std::to_string(x.size(-1)) + "); set input.resize");
     const torch::Tensor vol = volume->forward(x);
     const torch::Tensor seg = seg_mask->forward(vol);
-    torch::Tensor cat = gradient_multiply(torch::cat({vol, seg}, 1), m);
+    torch::Tensor cat = GradientMultiply::apply(torch::cat({vol, seg}, 1), m);
     const torch::Tensor f = extractor->forward(cat);
     const torch::Tensor max_f = global_max(f);
     const torch::Tensor avg_f = f.mean({-1, -2}).reshape({f.size(0), -1});
-    const torch::Tensor max_s = gradient_multiply(global_max(seg), m);
-    const torch::Tensor avg_s = gradient_multiply(seg.mean({-1, -2}).reshape({seg.size(0), -1}), m);
+    const torch::Tensor max_s = GradientMultiply::apply(global_max(seg), m);
+    const torch::Tensor avg_s = GradientMultiply::apply(seg.mean({-1, -2}).reshape({seg.size(0), -1}), m);
     return {fc->forward(torch::cat({max_f, avg_f, max_s, avg_s}, 1)), seg};
   }
   torch::nn::Sequential volume{nullptr}, seg_mask{nullptr}, extractor{nullptr};
