@@ -1,6 +1,8 @@
-// Catch2's main, compiled once for the whole test binary.
+// Catch2's main, compiled once for the whole test binary (our own, on Catch2 v2 and v3 alike).
+#if !ADFW_CATCH2_V3
 #define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#endif
+#include "catch_compat.hpp"
 
 #include "adfw/core/threads.hpp"
 

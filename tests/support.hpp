@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 namespace adfw::test {
 

@@ -212,7 +212,8 @@ torch::Tensor MemoryBank::search(const torch::Tensor& queries) const {
   if (faiss_) {
     const int64_t k = std::min(opt_.k, size());
     d = torch::empty({q.size(0), k});
-    std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(q.size(0) * k));
+    // faiss's index type is Index::idx_t up to 1.7 and faiss::idx_t later; ntotal has it on both.
+    std::vector<decltype(faiss::Index::ntotal)> labels(static_cast<std::size_t>(q.size(0) * k));
     faiss_->index->search(q.size(0), q.data_ptr<float>(), k, d.data_ptr<float>(), labels.data());
     if (opt_.distance == "cosine") d = 1.0 - d;
   }
@@ -301,7 +302,8 @@ void PatchGaussian::finalize() {
                         (cnt - 1).view({-1, 1, 1});
     so = torch::Tensor();
     cov += opt_.regularization * eye.unsqueeze(0);
-    torch::Tensor chol = torch::linalg::cholesky(cov);
+    // The ATen function: LibTorch 2.6's torch/torch.h no longer declares torch::linalg::cholesky.
+    torch::Tensor chol = torch::linalg_cholesky(cov);
     cov = torch::Tensor();
     torch::Tensor inv = torch::linalg_solve_triangular(chol, eye.expand({w_, d_, d_}), /*upper=*/false);
     inv_chol_.slice(0, i * w_, (i + 1) * w_).copy_(inv);

@@ -113,7 +113,7 @@ TEST_CASE("data split: per-type fractions, pixel/image-labelled counts and the t
   }
 }
 
-TEST_CASE("data split: seeds choose the images; the same seed gives the same split", "[data][split]") {
+TEST_CASE("data split: seeds choose the images, the same seed gives the same split", "[data][split]") {
   const auto all = labelled_set(test::temp_dir("split_seeds"));
   SupervisedSplitOptions o;
   o.pixel_labelled = -1;

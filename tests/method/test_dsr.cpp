@@ -176,7 +176,7 @@ TEST_CASE("dsr latent anomalies: level choices follow the option", "[dsr]") {
   CHECK(l.use_lo.mean().item<double>() == Approx(0.5).margin(0.1));
 }
 
-TEST_CASE("dsr checkpoints: the reference's key names load strictly; errors name the missing keys", "[dsr]") {
+TEST_CASE("dsr checkpoints: the reference's key names load strictly, errors name the missing keys", "[dsr]") {
   // Key names of discrete_model.py / dsr_model.py state_dicts.
   DiscreteLatentModelOptions vo;
   vo.num_hiddens = 8, vo.num_residual_hiddens = 4, vo.num_embeddings = 16, vo.embedding_dim = 4;

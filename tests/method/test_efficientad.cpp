@@ -134,7 +134,7 @@ TEST_CASE("efficientad PIL grey conversion and colour jitter: closed forms", "[e
   CHECK(c[1][0][1].item<float>() == static_cast<float>(std::floor(mean + 0.8 * (90 - mean))));
 }
 
-TEST_CASE("efficientad fit: held-out images never train the student; maps and scores", "[efficientad]") {
+TEST_CASE("efficientad fit: held-out images never train the student, maps and scores", "[efficientad]") {
   test::load_builtin_plugins();
   const fs::path root = test::temp_dir("efficientad_fit");
   std::vector<SampleInfo> train;

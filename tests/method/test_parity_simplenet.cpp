@@ -3,7 +3,7 @@
 // ../shared/fixtures/methods/simplenet (README section "methods/simplenet/"). The backbone is replaced
 // by the fixture's layer2/layer3 maps; the embedding, projection, noise, discriminator, loss, map and
 // image score run through SuperSimpleNet's own code.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include "adfw/core/options.hpp"
 #include "adfw/method/trained.hpp"

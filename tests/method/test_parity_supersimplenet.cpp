@@ -3,7 +3,7 @@
 // "methods/supersimplenet/"). The backbone is replaced by the fixture's layer2/layer3 maps; everything
 // after it (aggregation, adaptor, feature noise with the reference's draws, heads, losses, maps and
 // scores) runs through SuperSimpleNet's own code.
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include "adfw/core/options.hpp"
 #include "adfw/method/trained.hpp"

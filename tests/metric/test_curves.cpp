@@ -9,7 +9,7 @@
 #include "support.hpp"
 
 using namespace adfw::metric;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "support.hpp"
 
 namespace fs = std::filesystem;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 
 namespace {
 

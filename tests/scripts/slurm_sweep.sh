@@ -106,6 +106,13 @@ MinJobAge=30
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
+# Slurm 24 (Debian 13) starts its cgroup plugin in slurmd even with proctrack/linuxproc and
+# task/none, and slurmd then fails where no cgroup file system is mounted (a chroot);
+# CgroupPlugin=disabled (Slurm 24.11 has it; 22.05 does not list that value) keeps it out of cgroups.
+slurm_major=$(slurmd -V | sed -n 's/^slurm[^ ]* \([0-9]*\)\..*/\1/p')
+if [ "${slurm_major:-0}" -ge 24 ]; then
+  echo "CgroupPlugin=disabled" > "$work/cgroup.conf"
+fi
 export SLURM_CONF="$work/slurm.conf"
 slurmctld -f "$SLURM_CONF"
 for _ in $(seq 100); do [ -s "$work/slurmctld.pid" ] && break; sleep 0.1; done
