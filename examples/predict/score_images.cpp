@@ -3,8 +3,7 @@
 // prints "<image>,<score>" per line (the run's image scores, larger = more anomalous).
 #include <iostream>
 
-#include <adfw/core/error.hpp>
-#include <adfw/engine/predictor.hpp>
+#include <adfw/predictor.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
