@@ -8,22 +8,11 @@
 #include "adfw/core/error.hpp"
 #include "adfw/data/check.hpp"
 #include "adfw/data/dataset.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 
 namespace {
-
-po::variables_map parse(const std::vector<std::string>& args, const po::options_description& opts,
-                        const po::positional_options_description& pos, const std::string& usage) {
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(opts).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw adfw::ConfigError(std::string(e.what()) + "\nusage: " + usage);
-  }
-  return vm;
-}
 
 /// A data set for writing a manifest, listed with the normal (strict) readers so that a half-listed
 /// data set is never written; an experiment file opens its [data] table.
@@ -34,7 +23,7 @@ std::unique_ptr<adfw::Dataset> open_strict(const std::string& in, const std::str
 int data_check(const std::vector<std::string>& args) {
   const std::string usage = "adfw data check <experiment.toml | data set folder | manifest.csv> [options]";
   po::options_description opts("options");
-  opts.add_options()("help,h", "show this help")("input", po::value<std::string>(), "config or data set root")(
+  opts.add_options()("input", po::value<std::string>(), "config or data set root")(
       "format", po::value<std::string>()->default_value(""),
       "layout of a folder: mvtec, visa, ksdd2, manifest (default: detected)")(
       "no-decode", "only list files; do not decode images and masks")(
@@ -42,14 +31,11 @@ int data_check(const std::vector<std::string>& args) {
       "threads", po::value<int>()->default_value(2), "decoding threads");
   po::positional_options_description pos;
   pos.add("input", 1);
-  const auto vm = parse(args, opts, pos, usage);
-  if (vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\n"
-              << "Prints what was found (counts per split and defect type, image sizes, masks missing, empty or\n"
-              << "of the wrong size) and exits with status 1 when there are problems.\n\n"
-              << opts;
-    return 0;
-  }
+  const auto vm = adfw::cli::parse_command(
+      args, opts, pos, usage, {},
+      "Prints what was found (counts per split and defect type, image sizes, masks missing, empty or\n"
+      "of the wrong size) and exits with status 1 when there are problems.");
+  if (vm.count("help")) return 0;
   if (!vm.count("input")) throw adfw::ConfigError("missing the experiment file or data set folder\nusage: " + usage);
   const auto dataset = adfw::open_for_tools(vm["input"].as<std::string>(), vm["format"].as<std::string>());
   adfw::DataCheckOptions o;
@@ -65,19 +51,16 @@ int data_convert(const std::vector<std::string>& args) {
   const std::string usage =
       "adfw data convert <experiment.toml | data set folder> [--format mvtec|visa|ksdd2] --out manifest.csv";
   po::options_description opts("options");
-  opts.add_options()("help,h", "show this help")("input", po::value<std::string>(), "config or data set root")(
+  opts.add_options()("input", po::value<std::string>(), "config or data set root")(
       "format", po::value<std::string>()->default_value(""),
       "layout of the folder: mvtec, visa, ksdd2, manifest (default: detected)")(
       "out,o", po::value<std::string>(), "manifest CSV to write");
   po::positional_options_description pos;
   pos.add("input", 1);
-  const auto vm = parse(args, opts, pos, usage);
-  if (vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\nWrites a manifest (path,label,split,mask,defect_type,supervision,"
-              << "category) listing every split.\n\n"
-              << opts;
-    return 0;
-  }
+  const auto vm = adfw::cli::parse_command(
+      args, opts, pos, usage, {},
+      "Writes a manifest (path,label,split,mask,defect_type,supervision,category) listing every split.");
+  if (vm.count("help")) return 0;
   if (!vm.count("input")) throw adfw::ConfigError("missing the experiment file or data set folder\nusage: " + usage);
   if (!vm.count("out")) throw adfw::ConfigError("missing --out manifest.csv\nusage: " + usage);
   const std::string in = vm["input"].as<std::string>();
@@ -93,7 +76,7 @@ int data_split(const std::vector<std::string>& args) {
       "adfw data split <data set folder | manifest.csv | experiment.toml> --anomalous-train 0.5 "
       "--pixel-labelled N --image-labelled M --seed S --out split.csv";
   po::options_description opts("options");
-  opts.add_options()("help,h", "show this help")("input", po::value<std::string>(), "config or data set root")(
+  opts.add_options()("input", po::value<std::string>(), "config or data set root")(
       "format", po::value<std::string>()->default_value(""),
       "layout of a folder: mvtec, visa, ksdd2, manifest (default: detected)")(
       "anomalous-train", po::value<double>()->default_value(0.5),
@@ -105,17 +88,14 @@ int data_split(const std::vector<std::string>& args) {
       "out,o", po::value<std::string>(), "manifest CSV to write");
   po::positional_options_description pos;
   pos.add("input", 1);
-  const auto vm = parse(args, opts, pos, usage);
-  if (vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\n"
-              << "Writes a manifest with a supervised split: a seeded fraction of every defect type's anomalous\n"
-              << "test images moves into training; the first N of them (round-robin over the types) keep their\n"
-              << "masks, the next M only their labels. The test set keeps the rest and is the same for every N\n"
-              << "of one seed and fraction. A '# protocol: ...' line before the header records what was done;\n"
-              << "runs on the manifest carry it into metrics.json and their logs.\n\n"
-              << opts;
-    return 0;
-  }
+  const auto vm = adfw::cli::parse_command(
+      args, opts, pos, usage, {},
+      "Writes a manifest with a supervised split: a seeded fraction of every defect type's anomalous\n"
+      "test images moves into training; the first N of them (round-robin over the types) keep their\n"
+      "masks, the next M only their labels. The test set keeps the rest and is the same for every N\n"
+      "of one seed and fraction. A '# protocol: ...' line before the header records what was done;\n"
+      "runs on the manifest carry it into metrics.json and their logs.");
+  if (vm.count("help")) return 0;
   if (!vm.count("input")) throw adfw::ConfigError("missing the data set folder\nusage: " + usage);
   if (!vm.count("out")) throw adfw::ConfigError("missing --out split.csv\nusage: " + usage);
   const std::string in = vm["input"].as<std::string>();

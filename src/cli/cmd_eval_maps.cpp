@@ -7,6 +7,7 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
 #include "adfw/metric/eval_maps.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 
@@ -15,10 +16,9 @@ namespace {
 int eval_maps_command(const std::vector<std::string>& args) {
   adfw::metric::EvalMapsOptions o;
   std::string input, masks, metrics;
-  po::options_description desc(
-      "adfw eval-maps <maps.safetensors | maps folder> [--masks folder] [options]\n"
-      "Evaluates anomaly maps against ground truth and prints the metrics as JSON");
-  desc.add_options()("help,h", "show this help")(
+  const std::string usage = "adfw eval-maps <maps.safetensors | maps folder> [--masks folder] [options]";
+  po::options_description desc("options");
+  desc.add_options()(
       "masks", po::value(&masks), "folder of ground-truth masks (with a folder of maps; same relative paths, "
                                   "optionally with a _mask suffix; no mask = defect-free)")(
       "fpr-limit", po::value(&o.fpr_limit)->default_value(0.3), "FPR integration limit of aupro, in (0, 1]")(
@@ -27,21 +27,11 @@ int eval_maps_command(const std::vector<std::string>& args) {
       "pixel_f1_max,aupro)")("threads", po::value(&o.threads)->default_value(0), "worker threads (0 = all cores)");
   po::options_description hidden;
   hidden.add_options()("input", po::value(&input));
-  po::options_description all;
-  all.add(desc).add(hidden);
   po::positional_options_description pos;
   pos.add("input", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw adfw::ConfigError(std::string("eval-maps: ") + e.what() + " (see adfw eval-maps --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  const po::variables_map vm = adfw::cli::parse_command(
+      args, desc, pos, usage, hidden, "Evaluates anomaly maps against ground truth and prints the metrics as JSON.");
+  if (vm.count("help")) return 0;
   if (input.empty()) throw adfw::ConfigError("eval-maps: give a safetensors file or a folder of maps (see --help)");
   if (!(o.fpr_limit > 0 && o.fpr_limit <= 1))
     throw adfw::ConfigError("eval-maps: --fpr-limit " + std::to_string(o.fpr_limit) + " must be in (0, 1]");

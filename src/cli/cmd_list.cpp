@@ -8,6 +8,7 @@
 #include "adfw/core/command.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 
@@ -23,30 +24,13 @@ RegistryBase& find_family(const std::string& family) {
   throw ConfigError("unknown component family '" + family + "'." + suggest_from(family, names));
 }
 
-po::variables_map parse(const std::vector<std::string>& args, po::options_description& desc,
-                        po::positional_options_description& pos, const std::string& usage) {
-  desc.add_options()("help,h", "show this help");
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-    if (vm.count("help")) {
-      std::cout << usage << "\n" << desc << "\n";
-      return vm;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + "\nusage: " + usage);
-  }
-  return vm;
-}
-
 int list_cmd(const std::vector<std::string>& args) {
   po::options_description desc("options");
   desc.add_options()("family", po::value<std::string>(), "only this family")("json", "machine-readable output");
   po::positional_options_description pos;
   pos.add("family", 1);
   const std::string usage = "adfw list [family] [--json]";
-  auto vm = parse(args, desc, pos, usage);
+  auto vm = cli::parse_command(args, desc, pos, usage);
   if (vm.count("help")) return 0;
   std::vector<RegistryBase*> regs;
   if (vm.count("family")) regs.push_back(&find_family(vm["family"].as<std::string>()));
@@ -100,7 +84,7 @@ int describe_cmd(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("family", 1).add("name", 1);
   const std::string usage = "adfw describe <family> <name> [--json]";
-  auto vm = parse(args, desc, pos, usage);
+  auto vm = cli::parse_command(args, desc, pos, usage);
   if (vm.count("help")) return 0;
   auto& reg = find_family(vm["family"].as<std::string>());
   const std::string name = vm["name"].as<std::string>();

@@ -25,6 +25,7 @@
 #include "adfw/engine/run_folder.hpp"
 #include "adfw/metric/curves.hpp"
 #include "adfw/metric/overlay.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -146,12 +147,9 @@ int predict_command(const std::vector<std::string>& args) {
   bool threshold_test = false, save_maps = false;
   int batch = 8, threads = 0;
   std::string device;
-  po::options_description desc(
-      "adfw predict <run-folder> <image | folder | glob>... --out DIR [options]\n"
-      "Scores images with a run's fitted model (its model.safetensors): for every image an anomaly map as a\n"
-      "16-bit PNG and a float32 TIFF (maps/), an overlay (overlays/), and predictions.csv / predictions.json\n"
-      "with the image score and, given a threshold, the decision");
-  desc.add_options()("help,h", "show this help")("out,o", po::value(&out_dir), "output folder (required)")(
+  const std::string usage = "adfw predict <run-folder> <image | folder | glob>... --out DIR [options]";
+  po::options_description desc("options");
+  desc.add_options()("out,o", po::value(&out_dir), "output folder (required)")(
       "threshold", po::value(&threshold), "image-score threshold: score >= threshold is anomalous")(
       "threshold-val", po::value(&threshold_val),
       "choose the threshold that maximises F1 on a labelled folder in MVTec test layout (good/ = normal, "
@@ -167,21 +165,14 @@ int predict_command(const std::vector<std::string>& args) {
       "device", po::value(&device), "cpu, cuda or auto (default: the run's setting)");
   po::options_description hidden;
   hidden.add_options()("run", po::value(&run))("inputs", po::value(&inputs)->multitoken());
-  po::options_description all;
-  all.add(desc).add(hidden);
   po::positional_options_description pos;
   pos.add("run", 1).add("inputs", -1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw adfw::ConfigError(std::string("predict: ") + e.what() + " (see adfw predict --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  const po::variables_map vm = adfw::cli::parse_command(
+      args, desc, pos, usage, hidden,
+      "Scores images with a run's fitted model (its model.safetensors): for every image an anomaly map as a\n"
+      "16-bit PNG and a float32 TIFF (maps/), an overlay (overlays/), and predictions.csv / predictions.json\n"
+      "with the image score and, given a threshold, the decision.");
+  if (vm.count("help")) return 0;
   if (run.empty() || inputs.empty()) throw adfw::ConfigError("predict: give a run folder and images (see --help)");
   if (out_dir.empty()) throw adfw::ConfigError("predict: --out DIR is required");
   if (batch < 1) throw adfw::ConfigError("predict: --batch must be at least 1, got " + std::to_string(batch));

@@ -11,6 +11,7 @@
 #include "adfw/engine/report.hpp"
 #include "adfw/engine/sweep.hpp"
 #include "adfw/engine/table.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -20,12 +21,9 @@ namespace {
 
 int report_cmd(const std::vector<std::string>& args) {
   std::string input, out, rows, cols, metrics, output;
-  po::options_description d(
-      "adfw report <run folder | sweep.toml | sweep folder | folder of runs> [options]\n"
-      "Writes a self-contained report.html (opens offline): for a run folder its metrics, curves, per-defect-type\n"
-      "results, training curves and gallery (into the run folder); for a sweep the paper table and per-row bars\n"
-      "with the spread over seeds (into the sweep folder)");
-  d.add_options()("help,h", "show this help")("out,o", po::value(&out),
+  const std::string usage = "adfw report <run folder | sweep.toml | sweep folder | folder of runs> [options]";
+  po::options_description d("options");
+  d.add_options()("out,o", po::value(&out),
                                               "write the page here instead (default: report.html in the folder)")(
       "rows", po::value(&rows),
       "sweeps: config key of the rows (default: the sweep's [table].rows, else data.category)")(
@@ -36,21 +34,14 @@ int report_cmd(const std::vector<std::string>& args) {
       "sweeps: folder of sweep folders, for a sweep file (as given to adfw sweep --output)");
   po::options_description hidden;
   hidden.add_options()("input", po::value(&input));
-  po::options_description all;
-  all.add(d).add(hidden);
   po::positional_options_description pos;
   pos.add("input", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string("report: ") + e.what() + " (see adfw report --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << d << "\n";
-    return 0;
-  }
+  const po::variables_map vm = cli::parse_command(
+      args, d, pos, usage, hidden,
+      "Writes a self-contained report.html (opens offline): for a run folder its metrics, curves, per-defect-type\n"
+      "results, training curves and gallery (into the run folder); for a sweep the paper table and per-row bars\n"
+      "with the spread over seeds (into the sweep folder).");
+  if (vm.count("help")) return 0;
   if (input.empty()) throw ConfigError("report: give a run folder, a sweep file or a sweep folder (see --help)");
   if (!fs::exists(input)) throw ConfigError("report: '" + input + "' does not exist");
 

@@ -9,6 +9,7 @@
 #include "adfw/core/log.hpp"
 #include "adfw/engine/experiment.hpp"
 #include "adfw/engine/run_folder.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -28,18 +29,9 @@ void add_config_options(po::options_description& d, ConfigArgs& a) {
 }
 
 po::variables_map parse_args(const std::vector<std::string>& args, po::options_description& d, const std::string& usage) {
-  d.add_options()("help,h", "show this help");
   po::positional_options_description pos;
   pos.add("experiment", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + "\nusage: " + usage);
-  }
-  if (vm.count("help")) std::cout << "usage: " << usage << "\n\n" << d << "\n";
-  return vm;
+  return cli::parse_command(args, d, pos, usage);
 }
 
 int run_cmd(const std::vector<std::string>& args) {

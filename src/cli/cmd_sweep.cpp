@@ -11,26 +11,13 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/threads.hpp"
 #include "adfw/engine/sweep.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace adfw {
 namespace {
-
-po::variables_map parse(const std::vector<std::string>& args, po::options_description& d,
-                        const po::positional_options_description& pos, const std::string& usage) {
-  d.add_options()("help,h", "show this help");
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + "\nusage: " + usage);
-  }
-  if (vm.count("help")) std::cout << "usage: " << usage << "\n\n" << d << "\n";
-  return vm;
-}
 
 std::string overrides_text(const sweep::SweepRun& r) {
   std::string s;
@@ -70,7 +57,7 @@ int sweep_cmd(const std::vector<std::string>& args) {
   pos.add("sweep", 1);
   const std::string usage =
       "adfw sweep <sweep.toml> [--dry-run] [--workers N] [--threads N] [--rerun-failed] [--backend local|slurm]";
-  auto vm = parse(args, d, pos, usage);
+  auto vm = cli::parse_command(args, d, pos, usage);
   if (vm.count("help")) return 0;
   if (file.empty()) throw ConfigError("missing sweep file\nusage: " + usage);
   if (backend != "local" && backend != "slurm") throw ConfigError("--backend: expected local or slurm, got '" + backend + "'");
@@ -183,7 +170,7 @@ int status_cmd(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("sweep", 1);
   const std::string usage = "adfw sweep status <sweep.toml | sweep folder> [--json]";
-  auto vm = parse(args, d, pos, usage);
+  auto vm = cli::parse_command(args, d, pos, usage);
   if (vm.count("help")) return 0;
   if (input.empty()) throw ConfigError("missing sweep file or folder\nusage: " + usage);
   const sweep::Manifest m = manifest_for(input, output);
@@ -226,7 +213,7 @@ int task_cmd(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("folder", 1).add("index", 1);
   const std::string usage = "adfw sweep task <sweep folder | manifest.json> <index> [--threads N] [--rerun-failed]";
-  auto vm = parse(args, d, pos, usage);
+  auto vm = cli::parse_command(args, d, pos, usage);
   if (vm.count("help")) return 0;
   if (folder.empty() || index < 0) throw ConfigError("missing sweep folder or run index\nusage: " + usage);
   sweep::Manifest m = sweep::read_manifest(folder);

@@ -14,19 +14,20 @@
 #include "adfw/data/dataset.hpp"
 #include "adfw/synth/preview.hpp"
 #include "adfw/synth/synthesizer.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 
 namespace {
 
 int synth_preview(const std::vector<std::string>& args) {
-  po::options_description desc(
-      "usage: adfw synth preview [experiment.toml] --out grid.png [--images DIR] [--synth NAME] "
-      "[--set key=value]...\n\noptions");
+  const std::string usage =
+      "adfw synth preview [experiment.toml] --out grid.png [--images DIR] [--synth NAME] [--set key=value]...";
+  po::options_description desc("options");
   std::string experiment, out, images, synth_name;
   std::vector<std::string> sets;
   adfw::PreviewOptions p;
-  desc.add_options()("help,h", "show this help")(
+  desc.add_options()(
       "experiment", po::value(&experiment), "experiment file; its [method.synthesizer] table is used")(
       "out,o", po::value(&out), "output PNG (written atomically)")(
       "images", po::value(&images),
@@ -41,17 +42,8 @@ int synth_preview(const std::vector<std::string>& args) {
       "only-anomalous", po::bool_switch(&p.only_anomalous), "redraw samples that got no anomaly");
   po::positional_options_description pos;
   pos.add("experiment", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw adfw::ConfigError(std::string("synth preview: ") + e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  const po::variables_map vm = adfw::cli::parse_command(args, desc, pos, usage);
+  if (vm.count("help")) return 0;
   if (out.empty()) throw adfw::ConfigError("synth preview: --out is required");
   if (p.n <= 0 || p.size < 8) throw adfw::ConfigError("synth preview: --n must be positive and --size >= 8");
 

@@ -8,6 +8,7 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/engine/table.hpp"
+#include "cli_args.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -47,23 +48,13 @@ int table_cmd(const std::vector<std::string>& args) {
       "no-reference", po::bool_switch(&no_reference), "leave out the [reference] columns")(
       "caption", po::value(&caption), "table caption (default: the `reproduces` declaration)")(
       "output", po::value(&output), "folder of sweep folders, for a sweep file (as given to adfw sweep --output)");
-  d.add_options()("help,h", "show this help");
   po::positional_options_description pos;
   pos.add("input", 1);
   const std::string usage =
       "adfw table <sweep.toml | sweep folder | runs folder> [--rows key] [--cols key] [--metrics a,b] "
       "[--format md|csv|latex|json] [--out file]";
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(d).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string(e.what()) + "\nusage: " + usage);
-  }
-  if (vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\n" << d << "\n";
-    return 0;
-  }
+  const po::variables_map vm = cli::parse_command(args, d, pos, usage);
+  if (vm.count("help")) return 0;
   if (input.empty()) throw ConfigError("missing sweep file or runs folder\nusage: " + usage);
   if (format.empty() && !out.empty()) {
     const std::string ext = fs::path(out).extension().string();
