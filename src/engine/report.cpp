@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "adfw/core/csv.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/engine/run_folder.hpp"
@@ -135,51 +136,6 @@ std::string json_text(const json& v) {
 }
 
 // RFC 4180 CSV (quoted fields with doubled quotes), as per_image.csv and train_log.csv are written.
-std::vector<std::vector<std::string>> read_csv(const fs::path& file) {
-  const std::string text = read_file(file);
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> row;
-  std::string field;
-  bool quoted = false, any = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"') {
-      quoted = any = true;
-    } else if (c == ',') {
-      row.push_back(field);
-      field.clear();
-      any = true;
-    } else if (c == '\n' || c == '\r') {
-      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
-      if (any || !field.empty()) {
-        row.push_back(field);
-        rows.push_back(row);
-      }
-      row.clear();
-      field.clear();
-      any = false;
-    } else {
-      field += c;
-      any = true;
-    }
-  }
-  if (quoted) throw Error(file.string() + ": unterminated quoted field");
-  if (any || !field.empty()) {
-    row.push_back(field);
-    rows.push_back(row);
-  }
-  return rows;
-}
-
 // A number of a CSV cell: "nan"/"inf" (written by the trainer for missing loss terms) become null.
 json csv_number(const std::string& s, const fs::path& file, std::size_t line) {
   char* end = nullptr;
@@ -502,7 +458,7 @@ std::string defect_section(const json& m, const fs::path& per_image, Charts& cha
   std::map<std::string, int> images;
   std::map<std::string, std::vector<double>> scores;
   if (fs::exists(per_image)) {
-    const auto rows = read_csv(per_image);
+    const auto rows = csv::read(per_image);
     if (rows.empty() || rows[0].size() < 4 || rows[0][1] != "defect_type" || rows[0][3] != "score")
       throw Error(per_image.string() + ": expected the header path,defect_type,label,score");
     for (std::size_t i = 1; i < rows.size(); ++i) {
@@ -575,7 +531,7 @@ struct TrainLog {
 };
 
 TrainLog read_train_log(const fs::path& file, int max_points) {
-  const auto rows = read_csv(file);
+  const auto rows = csv::read(file);
   if (rows.empty() || rows[0].size() < 4 || rows[0][0] != "step" || rows[0][2] != "lr")
     throw Error(file.string() + ": expected the header step,epoch,lr,loss,...");
   TrainLog log;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "adfw/core/csv.hpp"
 #include "adfw/core/options.hpp"
 #include "adfw/data/sample.hpp"
 
@@ -207,15 +208,6 @@ struct SupervisedSplit {
 /// option for impossible counts and Error for a pixel-labelled image without a mask.
 SupervisedSplit make_supervised_split(const std::vector<SampleInfo>& all, const SupervisedSplitOptions& o);
 
-// --------------------------------------------------------------------------------------------
-// Small CSV helpers (RFC 4180 quoting), shared by the readers above and the tools.
-// --------------------------------------------------------------------------------------------
-namespace csv {
-/// Splits a file into rows of fields. Throws Error naming the file on unterminated quotes.
-std::vector<std::vector<std::string>> read(const std::filesystem::path& file);
-/// One field, quoted when it holds a comma, quote or line break.
-std::string quote(const std::string& field);
-}  // namespace csv
 
 // --------------------------------------------------------------------------------------------
 // Opening data sets without a config
