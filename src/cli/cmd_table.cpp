@@ -36,8 +36,9 @@ int table_cmd(const std::vector<std::string>& args) {
   int digits = -1;
   po::options_description d("options");
   d.add_options()("input", po::value(&input), "sweep file, sweep folder or folder of run folders")(
-      "rows", po::value(&rows), "config key of the rows (default: the sweep's [table].rows, else data.category)")(
-      "cols", po::value(&cols), "config key of the columns, e.g. method.coreset.ratio (default: none)")(
+      "rows", po::value(&rows), "key of the rows: a config key, a protocol.<field> of the runs' metrics.json (e.g. "
+      "protocol.n_pixel_labelled), or several joined by ',' (default: the sweep's [table].rows, else data.category)")(
+      "cols", po::value(&cols), "key of the columns, as --rows, e.g. method.coreset.ratio (default: none)")(
       "metrics", po::value(&metrics)->composing(), "comma-separated metrics (default image_auroc); dotted paths "
                                                    "into metrics.json work too, e.g. timing.fit_seconds")(
       "where", po::value(&where)->composing(), "only runs with key=value (repeatable; typed like --set)")(

@@ -134,6 +134,20 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   protocol["train_images"] = train.size();
   // A manifest from `adfw data split` names its protocol (a test set smaller than the official one).
   protocol["data"] = dataset->describe();
+  // What training could learn about anomalies (mixed supervision, e.g. KSDD2's N positives or a
+  // split of `adfw data split`): N = pixel-labelled anomalous training images. Tables plot metrics
+  // against protocol.n_pixel_labelled ("unsupervised" when training has no anomalous image).
+  int64_t pixel_labelled = 0, image_labelled = 0;
+  for (const auto& s : train)
+    if (s.label) ++(s.supervision == Supervision::pixel_mask ? pixel_labelled : image_labelled);
+  protocol["train_anomalous_pixel_labelled"] = pixel_labelled;
+  protocol["train_anomalous_image_labelled"] = image_labelled;
+  protocol["supervision"] = pixel_labelled + image_labelled == 0 ? "unsupervised"
+                            : image_labelled == 0                ? "fully supervised"
+                            : pixel_labelled == 0                ? "weakly supervised"
+                                                                 : "mixed supervision";
+  if (pixel_labelled + image_labelled == 0) protocol["n_pixel_labelled"] = "unsupervised";
+  else protocol["n_pixel_labelled"] = pixel_labelled;
   const nlohmann::json msum = method->summary();
   protocol["checkpoint"] = msum.value("checkpoint", "final model (no checkpoint selection)");
   if (msum.value("selected_on_test", false)) {

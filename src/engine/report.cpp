@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iomanip>
 #include <map>
 #include <set>
@@ -755,6 +756,74 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
             : " Reference: " + esc(t.reference_source) + ".") +
        "</p>\n";
   for (const auto& n : t.notes) b += "<p class=\"note\">" + esc(n) + "</p>\n";
+
+  // Rows that are numbers (N pixel-labelled anomalies, a coreset ratio, ...) also get a line per
+  // column of the metric against that number; a row that is not a number in such a table (e.g.
+  // "unsupervised" beside N = 0, 49, 196) is drawn as a dashed level across the plot.
+  std::vector<double> row_x(t.rows.size(), NAN);
+  std::size_t numeric_rows = 0;
+  for (std::size_t ri = 0; ri < t.rows.size(); ++ri) {
+    char* end = nullptr;
+    const std::string& l = t.rows[ri].label;
+    const double v = std::strtod(l.c_str(), &end);
+    if (!l.empty() && end == l.c_str() + l.size() && std::isfinite(v)) {
+      row_x[ri] = v;
+      ++numeric_rows;
+    }
+  }
+  // Axis titles for the keys the engine records in metrics.json's protocol.
+  const std::map<std::string, std::string> kKeyTitles = {
+      {"protocol.n_pixel_labelled", "N: pixel-labelled anomalous training images"},
+      {"protocol.train_anomalous_image_labelled", "image-labelled anomalous training images"},
+      {"protocol.train_images", "training images"}};
+  const auto key_title = [&](const std::string& k) {
+    const auto it = kKeyTitles.find(k);
+    return it == kKeyTitles.end() ? k : it->second;
+  };
+  if (numeric_rows >= 2) {
+    double x_lo = INFINITY, x_hi = -INFINITY;
+    for (double x : row_x)
+      if (std::isfinite(x)) x_lo = std::min(x_lo, x), x_hi = std::max(x_hi, x);
+    b += "<h2 id=\"against\">Against " + esc(key_title(t.rows_key)) + "</h2>\n<div class=\"grid\">\n";
+    for (std::size_t mi = 0; mi < t.metrics.size(); ++mi) {
+      const double scale = options.percent && t.fraction[mi] ? 100.0 : 1.0;
+      json datasets = json::array();
+      for (std::size_t ci = 0; ci < t.columns.size(); ++ci) {
+        const std::string colour = kPalette[ci % kPalette.size()];
+        const std::string name = t.columns[ci].empty() ? metric_label(t.metrics[mi]) : t.columns[ci];
+        json mean_pts = json::array(), run_pts = json::array();
+        for (std::size_t ri = 0; ri < t.rows.size(); ++ri) {
+          const table::Cell& c = t.rows[ri].cells[mi][ci];
+          if (!c.present()) continue;
+          if (std::isfinite(row_x[ri])) {
+            mean_pts.push_back({{"x", row_x[ri]}, {"y", scale * c.mean}});
+            for (double v : c.values) run_pts.push_back({{"x", row_x[ri]}, {"y", scale * v}});
+          } else {
+            json level = line_dataset(name + " (" + t.rows[ri].label + ")",
+                                      xy({x_lo, x_hi}, {scale * c.mean, scale * c.mean}), colour, true);
+            datasets.push_back(level);
+          }
+        }
+        if (mean_pts.empty()) continue;
+        json line = line_dataset(name, mean_pts, colour);
+        line["pointRadius"] = 4;
+        datasets.push_back(line);
+        json dots = {{"label", name + ": each run"}, {"data", run_pts}, {"showLine", false},
+                     {"pointRadius", 2.5},            {"borderColor", colour}, {"backgroundColor", colour + "80"}};
+        datasets.push_back(dots);
+      }
+      const std::string label = metric_label(t.metrics[mi]) + (scale == 100.0 ? " (%)" : "");
+      json cfg = {{"type", "scatter"},
+                  {"data", {{"datasets", datasets}}},
+                  {"options", line_options(metric_label(t.metrics[mi]) + " against " + key_title(t.rows_key),
+                                           axis(key_title(t.rows_key), NAN, NAN), axis(label, NAN, NAN))}};
+      cfg["options"]["plugins"]["subtitle"] = {{"display", true},
+                                               {"text", "line: mean over runs · dots: each run · dashed: rows that are not numbers"},
+                                               {"padding", {{"bottom", 8}}}};
+      b += charts.add("against-" + std::to_string(mi), cfg, true);
+    }
+    b += "</div>\n";
+  }
 
   // Per-row bars of every metric: mean over seeds, ± std whiskers and each seed's value.
   b += "<h2 id=\"bars\">Per " + esc(t.rows_key) + "</h2>\n<div class=\"grid\">\n";

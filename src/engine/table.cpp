@@ -224,6 +224,49 @@ std::vector<Where> parse_where(const std::vector<std::string>& where) {
   return out;
 }
 
+// What a run had to learn from, as the experiment engine records it in metrics.json's
+// "protocol" (e.g. protocol.n_pixel_labelled): tables of supervision against N read rows from there.
+constexpr const char* kResultPrefix = "protocol.";
+
+// The label of one run under a row or column key: a config key (method.coreset.ratio), a
+// "protocol.<field>" of metrics.json, or several of these joined with ',' (labels joined by " · ").
+// Results exist only for done runs: other runs get "" and are counted as missing.
+std::string key_label(const RunRecord& r, const std::string& key) {
+  if (key.find(',') != std::string::npos) {
+    std::string out;
+    std::size_t start = 0;
+    while (start <= key.size()) {
+      const std::size_t end = std::min(key.find(',', start), key.size());
+      const std::string part = key.substr(start, end - start);
+      if (!part.empty()) {
+        const std::string l = key_label(r, part);
+        if (l.empty()) return "";
+        out += (out.empty() ? "" : " · ") + l;
+      }
+      start = end + 1;
+    }
+    return out;
+  }
+  if (key.rfind(kResultPrefix, 0) == 0) {
+    if (r.state != RunState::done || !r.metrics.is_object()) return "";
+    const auto p = r.metrics.find("protocol");
+    const std::string field = key.substr(std::string(kResultPrefix).size());
+    if (p == r.metrics.end() || !p->is_object() || !p->contains(field)) return "(unset)";
+    const auto& v = (*p)[field];
+    return v.is_string() ? v.get<std::string>() : v.dump();
+  }
+  return value_label(at_key(r.config, key));
+}
+
+bool parses_as_number(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !std::isfinite(v)) return false;
+  if (out) *out = v;
+  return true;
+}
+
 std::string seed_of(const RunRecord& r) {
   const toml::node* n = r.config.get("seed");
   return n ? sweep::canonical_value(*n) : "";
@@ -254,11 +297,25 @@ Table build_table(const RunSet& set, const TableOptions& o) {
       if (!n || sweep::canonical_value(*n) != w.value) keep = false;
     }
     if (!keep) continue;
-    note_label(row_labels, o.rows.empty() ? "all" : value_label(at_key(r.config, o.rows)));
-    note_label(col_labels, o.cols.empty() ? "" : value_label(at_key(r.config, o.cols)));
+    const std::string row = o.rows.empty() ? "all" : key_label(r, o.rows);
+    const std::string col = o.cols.empty() ? "" : key_label(r, o.cols);
+    if (row.empty() || (!o.cols.empty() && col.empty())) {  // labelled by results it does not have yet
+      ++t.runs_missing;
+      continue;
+    }
+    note_label(row_labels, row);
+    note_label(col_labels, col);
     if (r.state == RunState::done && r.metrics.is_object()) used.push_back(&r);
     else ++t.runs_missing;
   }
+  // Numeric rows (N of a supervision table, a coreset ratio) go in ascending order, any other
+  // labels after them in order of appearance.
+  std::stable_sort(row_labels.begin(), row_labels.end(), [](const std::string& a, const std::string& b) {
+    double x = 0, y = 0;
+    const bool na = parses_as_number(a, &x), nb = parses_as_number(b, &y);
+    if (na && nb) return x < y;
+    return na && !nb;
+  });
   t.runs_used = static_cast<int>(used.size());
   if (row_labels.empty()) throw Error("no runs found" + std::string(where.empty() ? "" : " matching the --where filters"));
   t.columns = col_labels;
@@ -268,16 +325,27 @@ Table build_table(const RunSet& set, const TableOptions& o) {
   for (std::size_t k = 0; k < nm; ++k) t.higher_better[k] = !lower_is_better(o.metrics[k]);
 
   // Keys the sweep varied that neither the rows, the columns, the seeds nor a filter pin are
-  // averaged over: say so, since that is rarely what a table means.
+  // averaged over: say so, since that is rarely what a table means. A key that varies only
+  // between cells (rows read from the runs' protocol, one per data.path) is not averaged over.
+  const auto names_key = [](const std::string& spec, const std::string& key) {
+    return ("," + spec + ",").find("," + key + ",") != std::string::npos;
+  };
   for (const auto& key : set.axis_keys) {
-    if (key == o.rows || key == o.cols || key == "seed") continue;
+    if (names_key(o.rows, key) || names_key(o.cols, key) || key == "seed") continue;
     if (std::any_of(where.begin(), where.end(), [&](const Where& w) { return w.key == key; })) continue;
     std::set<std::string> values;
+    std::map<std::string, std::set<std::string>> per_cell;
+    bool mixed = false;
     for (const auto* r : used) {
       const toml::node* n = at_key(r->config, key);
-      values.insert(n ? sweep::canonical_value(*n) : "");
+      const std::string v = n ? sweep::canonical_value(*n) : "";
+      values.insert(v);
+      auto& cell = per_cell[(o.rows.empty() ? "" : key_label(*r, o.rows)) + '\n' +
+                            (o.cols.empty() ? "" : key_label(*r, o.cols))];
+      cell.insert(v);
+      mixed = mixed || cell.size() > 1;
     }
-    if (values.size() > 1)
+    if (mixed && values.size() > 1)
       t.notes.push_back("cells average over " + key + " (" + std::to_string(values.size()) +
                         " values); pin it with --where " + key + "=... or use it as --cols");
   }
@@ -328,8 +396,8 @@ Table build_table(const RunSet& set, const TableOptions& o) {
     t.rows[i].reference.assign(nm, std::nullopt);
   }
   for (const auto* r : used) {
-    const std::size_t ri = row_index[o.rows.empty() ? "all" : value_label(at_key(r->config, o.rows))];
-    const std::size_t ci = col_index[o.cols.empty() ? "" : value_label(at_key(r->config, o.cols))];
+    const std::size_t ri = row_index[o.rows.empty() ? "all" : key_label(*r, o.rows)];
+    const std::size_t ci = col_index[o.cols.empty() ? "" : key_label(*r, o.cols)];
     for (std::size_t k = 0; k < nm; ++k) {
       bool fraction = false;
       const auto v = metric_value(r->metrics, o.metrics[k], &fraction);

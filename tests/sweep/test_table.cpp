@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "adfw/core/error.hpp"
+#include "adfw/engine/report.hpp"
 #include "adfw/engine/table.hpp"
 #include "support.hpp"
 
@@ -229,4 +230,70 @@ TEST_CASE("table: LaTeX is booktabs, balanced and escaped", "[table]") {
     ++body_rows;
   }
   CHECK(body_rows == 4);  // header, two rows, mean
+}
+
+namespace {
+
+/// A finished run of a supervision table: N pixel-labelled anomalies as the engine records it.
+void supervision_run(const fs::path& root, const std::string& id, const std::string& method, const std::string& n,
+                     const std::string& supervision, double auroc, const std::string& state = "done") {
+  const fs::path d = root / "sup" / id;
+  write(d / "config.toml", "name = \"sup\"\nseed = 0\n[method]\ntype = \"" + method + "\"\n");
+  write(d / "status.json", "{\"state\": \"" + state + "\"}");
+  if (state != "done") return;
+  write(d / "metrics.json", "{\"metrics\": {\"image_auroc\": " + std::to_string(auroc) +
+                                "}, \"protocol\": {\"n_pixel_labelled\": " + n + ", \"supervision\": \"" +
+                                supervision + "\"}}");
+}
+
+}  // namespace
+
+TEST_CASE("table: rows and columns from the runs' protocol, numbers in ascending order", "[table]") {
+  const fs::path root = adfw::test::temp_dir("table_supervision");
+  // Folder order (sorted by name) puts N = 196 first and "unsupervised" in the middle.
+  supervision_run(root, "a_seg196", "segdec", "196", "fully supervised", 0.90);
+  supervision_run(root, "b_ssn_unsup", "supersimplenet", "\"unsupervised\"", "unsupervised", 0.70);
+  supervision_run(root, "c_seg0", "segdec", "0", "weakly supervised", 0.60);
+  supervision_run(root, "d_seg49", "segdec", "49", "mixed supervision", 0.80);
+  supervision_run(root, "e_ssn49", "supersimplenet", "49", "mixed supervision", 0.75);
+  supervision_run(root, "f_ssn0", "supersimplenet", "0", "weakly supervised", 0.0, "running");
+  const RunSet set = load_runs(root);
+  TableOptions o;
+  o.rows = "protocol.n_pixel_labelled";
+  o.cols = "method.type";
+  o.metrics = {"image_auroc"};
+  const Table t = build_table(set, o);
+  std::vector<std::string> rows;
+  for (const auto& r : t.rows) rows.push_back(r.label);
+  CHECK(rows == std::vector<std::string>{"0", "49", "196", "unsupervised"});
+  CHECK(t.columns == std::vector<std::string>{"segdec", "supersimplenet"});
+  CHECK(t.rows[0].cells[0][0].mean == Approx(0.60));
+  CHECK_FALSE(t.rows[0].cells[0][1].present());  // its run has no results yet: missing, not a row
+  CHECK(t.rows[1].cells[0][1].mean == Approx(0.75));
+  CHECK(t.rows[3].cells[0][1].mean == Approx(0.70));
+  CHECK(t.runs_used == 5);
+  CHECK(t.runs_missing == 1);
+
+  // Several keys joined by ',' label a cell with both values.
+  o.rows = "method.type,protocol.supervision";
+  o.cols = "";
+  const Table joined = build_table(set, o);
+  std::vector<std::string> labels;
+  for (const auto& r : joined.rows) labels.push_back(r.label);
+  CHECK(labels == std::vector<std::string>{"segdec · fully supervised", "supersimplenet · unsupervised",
+                                           "segdec · weakly supervised", "segdec · mixed supervision",
+                                           "supersimplenet · mixed supervision"});
+  // A protocol field the runs do not record is "(unset)", as an unset config key is.
+  o.rows = "protocol.no_such_field";
+  CHECK(build_table(set, o).rows.front().label == "(unset)");
+
+  // The sweep page plots each metric against the numeric rows, one line per column, and draws
+  // the row that is not a number as a dashed level.
+  o.rows = "protocol.n_pixel_labelled";
+  o.cols = "method.type";
+  const std::string html = adfw::report::sweep_report_html(set, o, root);
+  CHECK(html.find("id=\"against\"") != std::string::npos);
+  CHECK(html.find("\"id\":\"against-0\"") != std::string::npos);
+  CHECK(html.find("supersimplenet (unsupervised)") != std::string::npos);
+  CHECK(html.find("\"x\":196") != std::string::npos);
 }
