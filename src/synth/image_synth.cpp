@@ -233,33 +233,28 @@ cv::Mat PerlinTextureSynthesizer::make_source(const cv::Mat& image, std::mt19937
   return to_f32(tex);
 }
 
-PerlinSelfSynthesizer::PerlinSelfSynthesizer(const Options& options)
-    : PerlinBlendSynthesizer(options.blend), options_(options) {}
-
-cv::Mat PerlinSelfSynthesizer::make_source(const cv::Mat& image, std::mt19937_64& rng) const {
+cv::Mat SelfStructureSource::make(const Options& o, const cv::Mat& image, std::mt19937_64& rng) {
   cv::Mat u = to_u8(image);
-  draem_augment(u, rng, options_.n_ops);
-  return to_f32(shuffle_patches(u, options_.grid, rng));
+  draem_augment(u, rng, o.n_ops);
+  return to_f32(shuffle_patches(u, o.grid, rng));
 }
 
-PerlinColorSynthesizer::PerlinColorSynthesizer(const Options& options)
-    : PerlinBlendSynthesizer(options.blend), options_(options) {
-  if (options.color_min > options.color_max) throw ConfigError("color_min must not exceed color_max");
+void PerlinColorOptions::validate() const {
+  if (color_min > color_max)
+    throw ConfigError("color_min (" + std::to_string(color_min) + ") must not exceed color_max (" +
+                      std::to_string(color_max) + ")");
 }
 
-cv::Mat PerlinColorSynthesizer::make_source(const cv::Mat& image, std::mt19937_64& rng) const {
+cv::Mat SolidColorSource::make(const Options& o, const cv::Mat& image, std::mt19937_64& rng) {
   cv::Vec3f c;
-  for (int i = 0; i < 3; ++i) c[i] = static_cast<float>(uniform(rng, options_.color_min, options_.color_max));
+  for (int i = 0; i < 3; ++i) c[i] = static_cast<float>(uniform(rng, o.color_min, o.color_max));
   return cv::Mat(image.size(), CV_32FC3, cv::Scalar(c[0], c[1], c[2]));
 }
 
-PerlinNoiseSynthesizer::PerlinNoiseSynthesizer(const Options& options)
-    : PerlinBlendSynthesizer(options.blend), options_(options) {}
-
-cv::Mat PerlinNoiseSynthesizer::make_source(const cv::Mat& image, std::mt19937_64& rng) const {
+cv::Mat GaussianNoiseSource::make(const Options& o, const cv::Mat& image, std::mt19937_64& rng) {
   cv::Mat noise(image.size(), CV_32FC3);
   cv::RNG cvrng(rng());
-  cvrng.fill(noise, cv::RNG::NORMAL, cv::Scalar::all(options_.noise_mean), cv::Scalar::all(options_.noise_std));
+  cvrng.fill(noise, cv::RNG::NORMAL, cv::Scalar::all(o.noise_mean), cv::Scalar::all(o.noise_std));
   cv::Mat src = image + noise;
   cv::min(cv::max(src, 0.0), 1.0, src);
   return src;

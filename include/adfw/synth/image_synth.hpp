@@ -11,7 +11,9 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -151,16 +153,9 @@ struct PerlinSelfOptions {
 
 /// Self-structure source (TransFusion SyntAnomGenerator.structureSource): the image's own
 /// augmented patches in shuffled order.
-class PerlinSelfSynthesizer final : public PerlinBlendSynthesizer {
- public:
+struct SelfStructureSource {
   using Options = PerlinSelfOptions;
-  explicit PerlinSelfSynthesizer(const Options& options);
-
- protected:
-  cv::Mat make_source(const cv::Mat& image, std::mt19937_64& rng) const override;
-
- private:
-  Options options_;
+  static cv::Mat make(const Options& o, const cv::Mat& image, std::mt19937_64& rng);
 };
 
 struct PerlinColorOptions {
@@ -175,19 +170,13 @@ struct PerlinColorOptions {
     v("color_max", color_max, "upper end of the colour range", Check::range(0, 1));
     blend.fields(v);
   }
+  void validate() const;
 };
 
 /// Solid colour source (DSR stage 2, MVTecImageAnomTrainDataset).
-class PerlinColorSynthesizer final : public PerlinBlendSynthesizer {
- public:
+struct SolidColorSource {
   using Options = PerlinColorOptions;
-  explicit PerlinColorSynthesizer(const Options& options);
-
- protected:
-  cv::Mat make_source(const cv::Mat& image, std::mt19937_64& rng) const override;
-
- private:
-  Options options_;
+  static cv::Mat make(const Options& o, const cv::Mat& image, std::mt19937_64& rng);
 };
 
 struct PerlinNoiseOptions {
@@ -207,17 +196,41 @@ struct PerlinNoiseOptions {
 };
 
 /// Gaussian-noise source: clip(img + N(mean, std)).
-class PerlinNoiseSynthesizer final : public PerlinBlendSynthesizer {
- public:
+struct GaussianNoiseSource {
   using Options = PerlinNoiseOptions;
-  explicit PerlinNoiseSynthesizer(const Options& options);
+  static cv::Mat make(const Options& o, const cv::Mat& image, std::mt19937_64& rng);
+};
+
+namespace detail {
+template <class T, class = void>
+struct has_validate : std::false_type {};
+template <class T>
+struct has_validate<T, std::void_t<decltype(std::declval<const T&>().validate())>> : std::true_type {};
+}  // namespace detail
+
+/// A Perlin-blend synthesizer whose anomaly appearance is `Source::make`: the sources that need
+/// no texture folder differ only in that function and its options.
+template <class Source>
+class PerlinSourceSynthesizer final : public PerlinBlendSynthesizer {
+ public:
+  using Options = typename Source::Options;
+  explicit PerlinSourceSynthesizer(const Options& options)
+      : PerlinBlendSynthesizer(options.blend), options_(options) {
+    if constexpr (detail::has_validate<Options>::value) options_.validate();
+  }
 
  protected:
-  cv::Mat make_source(const cv::Mat& image, std::mt19937_64& rng) const override;
+  cv::Mat make_source(const cv::Mat& image, std::mt19937_64& rng) const override {
+    return Source::make(options_, image, rng);
+  }
 
  private:
   Options options_;
 };
+
+using PerlinSelfSynthesizer = PerlinSourceSynthesizer<SelfStructureSource>;
+using PerlinColorSynthesizer = PerlinSourceSynthesizer<SolidColorSource>;
+using PerlinNoiseSynthesizer = PerlinSourceSynthesizer<GaussianNoiseSource>;
 
 /// CutPaste (Li et al., CVPR 2021). Defaults are the paper's: "normal" patches cover 2-15% of
 /// the image with aspect ratio log-uniform in [0.3, 3.3]; "scar" patches are 2-16 px wide and
