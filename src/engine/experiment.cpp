@@ -1,13 +1,17 @@
 #include "adfw/engine/experiment.hpp"
 
 #include <algorithm>
+#include <iomanip>
 #include <numeric>
+#include <optional>
 #include <random>
+#include <sstream>
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/core/progress.hpp"
+#include "adfw/core/stages.hpp"
 #include "adfw/core/threads.hpp"
 #include "adfw/engine/evaluate.hpp"
 #include "adfw/engine/report.hpp"
@@ -120,13 +124,40 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   EvalInputs in;
   Progress bar("test", static_cast<int64_t>(test.size()), "img");
   const auto t1 = std::chrono::steady_clock::now();
-  while (auto batch = loader->next()) {
-    Prediction p = method->predict(*batch, ctx);
-    in.add(*batch, p);
+  // Test-time stages: waiting for decoded batches, the method's predict (with the stages methods
+  // time inside it: backbone, nearest_neighbour, postprocess, ...) and collecting the maps.
+  StageTimes::start();
+  for (;;) {
+    std::optional<Batch> batch;
+    {
+      ScopedStage s("data");
+      batch = loader->next();
+    }
+    if (!batch) break;
+    Prediction p;
+    {
+      ScopedStage s("predict");
+      p = method->predict(*batch, ctx);
+    }
+    {
+      ScopedStage s("collect");
+      in.add(*batch, p);
+    }
     bar.step(batch->size());
   }
+  const std::map<std::string, StageTotals> stages = StageTimes::stop();
   bar.finish();
   const double test_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  nlohmann::json stage_json = nlohmann::json::object();
+  std::string stage_line;
+  for (const auto& [name, t] : stages) {
+    stage_json[name] = {{"seconds", t.seconds}, {"calls", t.calls},
+                        {"ms_per_image", test.empty() ? 0.0 : 1000.0 * t.seconds / double(test.size())}};
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1) << (test.empty() ? 0.0 : 1000.0 * t.seconds / double(test.size()));
+    stage_line += (stage_line.empty() ? "" : ", ") + name + " " + os.str();
+  }
+  if (!stage_line.empty()) log_info("test stages (ms per image): " + stage_line);
 
   nlohmann::json protocol;
   protocol["split"] = "test";
@@ -162,7 +193,8 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   protocol["seed"] = e.seed;
   nlohmann::json timing = {{"fit_seconds", fit_seconds},
                            {"test_seconds", test_seconds},
-                           {"test_images_per_second", test_seconds > 0 ? test.size() / test_seconds : 0.0}};
+                           {"test_images_per_second", test_seconds > 0 ? test.size() / test_seconds : 0.0},
+                           {"test_stages", stage_json}};
   nlohmann::json metrics = evaluate_and_report(in, e.eval, folder.dir(), protocol);
   metrics["method"] = method->summary();
   metrics["timing"] = timing;

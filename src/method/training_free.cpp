@@ -131,15 +131,25 @@ void PatchCore::fit(FitContext& ctx) {
   LoaderOptions lo;
   lo.batch_size = opt_.batch_size;
   auto loader = ctx.loader(ctx.train, lo);
-  std::vector<torch::Tensor> feats;
+  // Every training patch, written batch by batch into one tensor sized from the first batch: a
+  // list of batches concatenated at the end would hold the whole bank twice at that moment.
+  torch::Tensor all;
+  int64_t filled = 0;
   const auto layers = backbone_->selected_taps();
   for_each_feature_batch(*backbone_, *loader, ctx.run, "features", [&](const auto& maps, const Batch&) {
-    torch::Tensor e = aggregate_patches(maps, layers, opt_.aggregation);
-    feats.push_back(e.reshape({-1, e.size(-1)}));
+    const torch::Tensor e = aggregate_patches(maps, layers, opt_.aggregation);
+    const torch::Tensor rows = e.reshape({-1, e.size(-1)});
+    if (!all.defined())
+      all = torch::empty({static_cast<int64_t>(ctx.train.size()) * (rows.size(0) / e.size(0)), rows.size(1)},
+                         rows.options());
+    if (filled + rows.size(0) > all.size(0))
+      throw Error("patchcore: the training images gave more patches than their count and the first batch's grid "
+                  "predict (images of different sizes?)");
+    all.slice(0, filled, filled + rows.size(0)).copy_(rows);
+    filled += rows.size(0);
   });
-  if (feats.empty()) throw Error("patchcore: the training split is empty");
-  torch::Tensor all = torch::cat(feats, 0);
-  feats.clear();
+  if (filled == 0) throw Error("patchcore: the training split is empty");
+  if (filled < all.size(0)) all = all.slice(0, 0, filled);
   train_patches_ = all.size(0);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> idx = select_coreset(all, opt_.coreset, ctx.run.seeds.sampling());
