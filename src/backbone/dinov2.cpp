@@ -10,6 +10,7 @@
 
 #include "adfw/core/checkpoint.hpp"
 #include "adfw/core/error.hpp"
+#include "adfw/core/stages.hpp"
 
 namespace adfw {
 namespace F = torch::nn::functional;
@@ -274,6 +275,7 @@ std::vector<std::string> DinoV2Backbone::taps() const {
 }
 
 std::map<std::string, torch::Tensor> DinoV2Backbone::forward(const torch::Tensor& x) {
+  ScopedStage stage("backbone");  // test-time stage times (core/stages.hpp)
   c10::optional<torch::NoGradGuard> no_grad;
   if (!options_.trainable) no_grad.emplace();
   const auto layers = net_->get_intermediate_layers(x, selected_blocks_, options_.reshape, options_.norm);

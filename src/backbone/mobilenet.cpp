@@ -8,6 +8,7 @@
 
 #include "adfw/core/checkpoint.hpp"
 #include "adfw/core/error.hpp"
+#include "adfw/core/stages.hpp"
 
 namespace adfw {
 namespace {
@@ -113,6 +114,7 @@ MobileNetV1Backbone::MobileNetV1Backbone(const Options& options) : options_(opti
 }
 
 std::map<std::string, torch::Tensor> MobileNetV1Backbone::forward(const torch::Tensor& x) {
+  ScopedStage stage("backbone");  // test-time stage times (core/stages.hpp)
   backbone::check_input(x, "mobilenet_v1");
   if (options_.trainable) return net_->forward_taps(x, selected_);
   torch::NoGradGuard no_grad;

@@ -7,6 +7,7 @@
 
 #include "adfw/core/checkpoint.hpp"
 #include "adfw/core/error.hpp"
+#include "adfw/core/stages.hpp"
 
 namespace adfw {
 namespace F = torch::nn::functional;
@@ -165,6 +166,7 @@ ResNetBackbone::ResNetBackbone(const Options& options) : options_(options) {
 std::vector<std::string> ResNetBackbone::taps() const { return ResNetImpl::tap_names(); }
 
 std::map<std::string, torch::Tensor> ResNetBackbone::forward(const torch::Tensor& x) {
+  ScopedStage stage("backbone");  // test-time stage times (core/stages.hpp)
   backbone::check_input(x, "resnet", 1);
   if (options_.trainable) return net_->forward_taps(x, selected_);
   torch::NoGradGuard no_grad;

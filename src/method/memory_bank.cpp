@@ -11,6 +11,7 @@
 #endif
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/stages.hpp"
 
 namespace F = torch::nn::functional;
 
@@ -203,6 +204,7 @@ torch::Tensor MemoryBank::search_torch(const torch::Tensor& q) const {
 
 torch::Tensor MemoryBank::search(const torch::Tensor& queries) const {
   torch::NoGradGuard ng;
+  ScopedStage stage("nearest_neighbour");
   if (size() == 0) throw Error("memory bank is empty: fit the method before scoring");
   if (queries.dim() != 2 || queries.size(1) != dim())
     throw Error("memory bank: queries have " + std::to_string(queries.size(-1)) + " dims, the bank " + std::to_string(dim()));
@@ -332,6 +334,7 @@ void PatchGaussian::finalize() {
 
 torch::Tensor PatchGaussian::distance(const torch::Tensor& e) const {
   torch::NoGradGuard ng;
+  ScopedStage stage("mahalanobis");
   if (!inv_chol_.defined()) throw Error("PatchGaussian: fit before scoring");
   if (e.size(1) != d_ || e.size(2) != h_ || e.size(3) != w_)
     throw Error("PatchGaussian: test embeddings (" + std::to_string(e.size(2)) + "x" + std::to_string(e.size(3)) +
