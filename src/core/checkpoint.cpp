@@ -203,19 +203,24 @@ void load_checkpoint(torch::nn::Module& module, const std::filesystem::path& pat
 
 void save_state_dict(const StateDict& state, const std::filesystem::path& path,
                      const std::map<std::string, std::string>& metadata) {
-  std::vector<st::TensorData> tensors;
-  tensors.reserve(state.size());
+  // The file is written from the tensors' own storage (a copy only where a tensor is not a
+  // contiguous CPU tensor), so a PaDiM state of several GB is not held twice while it is saved.
+  std::vector<torch::Tensor> keep;
+  std::vector<st::TensorView> views;
+  keep.reserve(state.size());
+  views.reserve(state.size());
   for (const auto& [name, t] : state) {
-    st::TensorData d;
-    d.name = name;
-    d.dtype = safetensors_dtype(t.scalar_type(), path.string() + ": tensor '" + name + "'");
-    const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-    d.shape.assign(c.sizes().begin(), c.sizes().end());
-    d.bytes.resize(static_cast<std::size_t>(c.nbytes()));
-    if (!d.bytes.empty()) std::memcpy(d.bytes.data(), c.data_ptr(), d.bytes.size());
-    tensors.push_back(std::move(d));
+    st::TensorView v;
+    v.name = name;
+    v.dtype = safetensors_dtype(t.scalar_type(), path.string() + ": tensor '" + name + "'");
+    keep.push_back(t.detach().to(torch::kCPU).contiguous());
+    const torch::Tensor& c = keep.back();
+    v.shape.assign(c.sizes().begin(), c.sizes().end());
+    v.data = static_cast<const unsigned char*>(c.data_ptr());
+    v.nbytes = static_cast<std::size_t>(c.nbytes());
+    views.push_back(std::move(v));
   }
-  st::write(path, tensors, metadata);
+  st::write(path, views, metadata);
 }
 
 void save_checkpoint(const torch::nn::Module& module, const std::filesystem::path& path,

@@ -342,6 +342,14 @@ template TensorData make_tensor<bool>(const std::string&, const std::vector<int6
 
 void write(const fs::path& path, const std::vector<TensorData>& tensors,
            const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorView> views;
+  views.reserve(tensors.size());
+  for (const auto& t : tensors) views.push_back({t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size()});
+  write(path, views, metadata);
+}
+
+void write(const fs::path& path, const std::vector<TensorView>& tensors,
+           const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -359,13 +367,13 @@ void write(const fs::path& path, const std::vector<TensorData>& tensors,
       if (d < 0) throw Error(tname + ": negative dimension " + std::to_string(d));
       expected *= static_cast<uint64_t>(d);
     }
-    if (expected != t.bytes.size())
-      throw Error(tname + ": " + std::to_string(t.bytes.size()) + " bytes do not match its shape and dtype " +
+    if (expected != t.nbytes)
+      throw Error(tname + ": " + std::to_string(t.nbytes) + " bytes do not match its shape and dtype " +
                   dtype_name(t.dtype));
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.bytes.size()}}};
-    offset += t.bytes.size();
+                      {"data_offsets", {offset, offset + t.nbytes}}};
+    offset += t.nbytes;
   }
   std::string json = header.dump();
   // Pad so the data starts 8-byte aligned (the reference writer does the same).
@@ -382,7 +390,7 @@ void write(const fs::path& path, const std::vector<TensorData>& tensors,
     out.write(reinterpret_cast<const char*>(len), 8);
     out.write(json.data(), static_cast<std::streamsize>(json.size()));
     for (const auto& t : tensors)
-      if (!t.bytes.empty()) out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
+      if (t.nbytes > 0) out.write(reinterpret_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes));
     out.flush();
     if (!out) {
       out.close();

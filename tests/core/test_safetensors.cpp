@@ -23,7 +23,7 @@ std::vector<unsigned char> raw_file(const std::string& header, const std::vector
   std::vector<unsigned char> out(8);
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(n >> (8 * i));
-  out.insert(out.end(), header.begin(), header.end());
+  for (char c : header) out.push_back(static_cast<unsigned char>(c));  // (GCC 12 misreads an insert here)
   if (!data.empty()) out.insert(out.end(), data.begin(), data.end());
   return out;
 }

@@ -86,4 +86,9 @@ TensorData make_tensor(const std::string& name, const std::vector<int64_t>& shap
 void write(const std::filesystem::path& path, const std::vector<TensorData>& tensors,
            const std::map<std::string, std::string>& metadata = {});
 
+/// The same from bytes the caller keeps (e.g. tensors' own storage): nothing is copied, so saving
+/// a multi-gigabyte state does not hold it twice in memory.
+void write(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
+           const std::map<std::string, std::string>& metadata = {});
+
 }  // namespace adfw::safetensors
