@@ -14,6 +14,9 @@
 #include "adfw/method/training_free.hpp"
 #include "adfw/method/transfusion.hpp"
 #include "adfw/metric/reducers.hpp"
+#include "methods/dsr/dsr.hpp"
+#include "methods/efficientad/efficientad.hpp"
+#include "methods/segdec/segdec.hpp"
 #include "support.hpp"
 
 using namespace adfw;
@@ -78,6 +81,23 @@ TEST_CASE("every method's default postprocess chain and image score are its refe
   CHECK(tf.postprocess.parts()[0].options<metric::MeanFilterOptions>().kernel == 7);
   CHECK(tf.postprocess.parts()[0].options<metric::MeanFilterOptions>().border == "zeros");
   CHECK(tf.image_score.type() == "max");
+  // DSR (test_dsr.py): the upsampling module's map as it is; the image score pools the anomaly
+  // detection module's map (the raw map of its image_score slot), 21 x 21, and takes the max.
+  Dsr::Options ds;
+  CHECK(ds.postprocess.parts().empty());
+  CHECK(ds.image_score.slot().type() == "avgpool_max");
+  CHECK(ds.image_score.slot().options<metric::AvgPoolMaxOptions>().kernel == 21);
+  CHECK(ds.image_score.slot().options<metric::AvgPoolMaxOptions>().map == "raw");
+  CHECK(DsrVqPretrain::Options{}.postprocess.parts().empty());
+  // EfficientAD (efficientad.py test()): the padded, upsampled map as it is; its max.
+  EfficientAd::Options ea;
+  CHECK(ea.postprocess.parts().empty());
+  CHECK(ea.image_score.type() == "max");
+  CHECK(EfficientAdTeacher::Options{}.image_score.type() == "max");
+  // SegDecNet (end2end.py): the decision head's score; the resized segmentation map as it is.
+  SegDec::Options sd;
+  CHECK(sd.postprocess.parts().empty());
+  CHECK(sd.image_score.type() == "method");
 }
 
 TEST_CASE("the feature methods' default chain is bilinear upsampling, then the Gaussian", "[method][scoring]") {
