@@ -19,6 +19,7 @@ ADFW_REGISTER(ImageScoreReducer, AvgPoolMaxReducer, "avgpool_max", "maximum of t
 ADFW_REGISTER(ImageScoreReducer, TopKMeanReducer, "topk_mean", "mean of the top q of the map (AnomalyDINO)");
 ADFW_REGISTER(ImageScoreReducer, MethodScoreReducer, "method", "the method's own image scores");
 
-ADFW_REGISTER(MapPostprocess, UpsamplePostprocess, "upsample", "bilinear resize to the input size");
+ADFW_REGISTER(MapPostprocess, UpsamplePostprocess, "upsample", "bilinear resize to the input size (optionally onto the patch grid)");
+ADFW_REGISTER(MapPostprocess, Log1pPostprocess, "log1p", "log(1 + score), for maps >= 0 (before smoothing)");
 ADFW_REGISTER(MapPostprocess, GaussianPostprocess, "gaussian", "Gaussian smoothing (sigma, mirrored borders)");
-ADFW_REGISTER(MapPostprocess, MeanFilterPostprocess, "mean_filter", "k x k box filter (mirrored borders)");
+ADFW_REGISTER(MapPostprocess, MeanFilterPostprocess, "mean_filter", "k x k box filter (mirrored or zero borders)");

@@ -60,15 +60,6 @@ void require_losses(const std::vector<LossTerm>& terms, const std::string& metho
   if (terms.empty()) throw ConfigError("method.losses: " + method + " needs at least one loss term");
 }
 
-std::unique_ptr<ImageScoreReducer> make_reducer(const Slot<ImageScoreReducer>& slot, bool method_scores_ok,
-                                                const std::string& method) {
-  auto r = slot.make();
-  if (r->uses_method_scores() && !method_scores_ok)
-    throw ConfigError("method.image_score: " + method + " has no image-level output in this configuration; choose "
-                      "a map reducer such as \"max\" or \"avgpool_max\"");
-  return r;
-}
-
 }  // namespace
 
 // =============================================================================================
@@ -83,7 +74,6 @@ Draem::Options::Options() {
   trainer.scheduler.kind = "multistep";
   trainer.scheduler.milestones = {0.8, 0.9};
   trainer.scheduler.gamma = 0.2;
-  smoothing.sigma = 0.0;
 }
 
 Draem::Draem(const Options& o) : opt_(o) {
@@ -94,7 +84,7 @@ Draem::Draem(const Options& o) : opt_(o) {
                    loss_term("type = 'focal'\ngamma = 2.0\ninput = 'softmax'\nsmooth = 1e-5\n"
                              "prediction = 'segmentation'\ntarget = 'mask'")};
   }
-  reducer_ = make_reducer(opt_.image_score, false, "draem");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "draem", false);
 }
 
 void Draem::build(const RunContext& ctx) {
@@ -129,9 +119,9 @@ torch::Tensor Draem::segment(const torch::Tensor& reconstruction, const torch::T
 
 Prediction Draem::finish(const torch::Tensor& segmentation) const {
   // test_DRAEM.py: softmax channel 1 is the map; the image score pools it (avgpool_max).
-  torch::Tensor map = torch::softmax(segmentation, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
-  map = upsample_and_smooth(map, segmentation.size(2), segmentation.size(3), opt_.smoothing);
-  return {map, reducer_->reduce(map)};
+  torch::Tensor raw = torch::softmax(segmentation, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
+  torch::Tensor map = scoring_.postprocess(raw, {{segmentation.size(2), segmentation.size(3)}});
+  return {map, scoring_.scores(raw, map)};
 }
 
 LossValues Draem::losses(const Batch& batch, const torch::Device& device) {
@@ -217,8 +207,7 @@ Riad::Options::Options() {
   trainer.scheduler.kind = "multistep";
   trainer.scheduler.milestones = {0.83};
   trainer.scheduler.gamma = 0.1;
-  smoothing.sigma = 7.0;
-  smoothing.kernel_size = 57;  // scipy gaussian_filter: radius int(4 sigma + 0.5) = 28
+  postprocess = upsample_gaussian_chain(7.0, 57);  // scipy gaussian_filter: radius int(4 sigma + 0.5) = 28
 }
 
 Riad::Riad(const Options& o) : opt_(o) {
@@ -229,7 +218,7 @@ Riad::Riad(const Options& o) : opt_(o) {
                    loss_term("type = 'ssim'\ndata_range = 1.0\nprediction = 'reconstruction'\ntarget = 'image'")};
   }
   if (opt_.cutout_sizes.empty()) throw ConfigError("method.cutout_sizes: give at least one cell size (RIAD: [2, 4, 8, 16])");
-  reducer_ = make_reducer(opt_.image_score, false, "riad");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "riad", false);
 }
 
 void Riad::build(const RunContext& ctx) {
@@ -310,9 +299,9 @@ torch::Tensor Riad::raw_map(const torch::Tensor& x, const std::vector<torch::Ten
 }
 
 Prediction Riad::finish(const torch::Tensor& raw, int64_t height, int64_t width) const {
-  torch::Tensor map = raw.to(torch::kCPU).to(torch::kFloat32);
-  map = upsample_and_smooth(map, height, width, opt_.smoothing);
-  return {map, reducer_->reduce(map)};
+  const torch::Tensor r = raw.to(torch::kCPU).to(torch::kFloat32);
+  torch::Tensor map = scoring_.postprocess(r, {{height, width}});
+  return {map, scoring_.scores(r, map)};
 }
 
 LossValues Riad::losses(const torch::Tensor& x, const torch::Tensor& reconstruction) const {
@@ -390,11 +379,10 @@ SuperSimpleNet::Options::Options() {
   trainer.scheduler.kind = "multistep";
   trainer.scheduler.milestones = {0.8, 0.9};
   trainer.scheduler.gamma = 0.4;
-  // model/supersimplenet.py AnomalyMapGenerator: torchvision GaussianBlur(2 * ceil(3 sigma) + 1, sigma 4),
-  // whose padding is torch's "reflect" (the edge pixel not repeated).
-  smoothing.sigma = 4.0;
-  smoothing.kernel_size = 0;
-  smoothing.border = "reflect";
+  // model/supersimplenet.py AnomalyMapGenerator: bilinear upsampling, then torchvision
+  // GaussianBlur(2 * ceil(3 sigma) + 1, sigma 4), whose padding is torch's "reflect" (the edge pixel
+  // not repeated).
+  postprocess = upsample_gaussian_chain(4.0, 0, "reflect");
   // simplenet.py load(): pretrain_embed_dimension = target_embed_dimension = 1536 (run.sh).
   embedding.patch_size = 3;
   embedding.layer_dim = 1536;
@@ -408,7 +396,7 @@ SuperSimpleNet::SuperSimpleNet(const Options& o) : opt_(o) {
                              "target = 'mask'"),
                    loss_term("type = 'focal'\ngamma = 4.0\ninput = 'logits'\nprediction = 'score'\ntarget = 'label'")};
   }
-  reducer_ = make_reducer(opt_.image_score, opt_.classify, "supersimplenet");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "supersimplenet", opt_.classify);
   noise_ = opt_.noise.make();
   backbone_ = opt_.backbone.make();
 }
@@ -551,10 +539,9 @@ SuperSimpleNet::Inference SuperSimpleNet::infer(const torch::Tensor& features, i
   r.adapted = a;
   torch::Tensor seg = seg_->forward(a);
   r.raw_map = seg.to(torch::kCPU).to(torch::kFloat32);
-  r.map = upsample_and_smooth(r.raw_map, height, width, opt_.smoothing);
+  r.map = scoring_.postprocess(r.raw_map, {{height, width}});
   if (cls_) r.score_logits = cls_->forward(a, seg).reshape({-1}).to(torch::kCPU).to(torch::kFloat32);
-  if (reducer_->uses_method_scores()) r.scores = torch::sigmoid(r.score_logits);
-  else r.scores = reducer_->reduce(opt_.score_raw_map ? r.raw_map : r.map);
+  r.scores = scoring_.scores(r.raw_map, r.map, cls_ ? torch::sigmoid(r.score_logits) : torch::Tensor());
   return r;
 }
 

@@ -25,45 +25,6 @@ void for_each_feature_batch(Backbone& backbone, Loader& loader, const RunContext
   }
 }
 
-torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_t width, const GridGeometry& grid) {
-  if (maps.dim() != 4) throw Error("upsample_on_grid: expected maps (N,C,h,w), got sizes " + c10::str(maps.sizes()));
-  const int64_t n = maps.size(0), h = maps.size(2), w = maps.size(3);
-  // Output pixel j lies at cell coordinate u = (j - origin) / stride; grid_sample (align_corners
-  // false) reads cell u at the normalised position (2u + 1) / cells - 1.
-  const auto axis = [&](int64_t size, double origin, int64_t cells) {
-    torch::Tensor j = torch::arange(size, torch::TensorOptions().dtype(torch::kFloat64));
-    return ((j - origin) / grid.stride * 2.0 + 1.0) / static_cast<double>(cells) - 1.0;
-  };
-  torch::Tensor ys = axis(height, grid.origin_y, h).to(torch::kFloat32);
-  torch::Tensor xs = axis(width, grid.origin_x, w).to(torch::kFloat32);
-  // grid_sample wants (N, H, W, 2) holding (x, y).
-  torch::Tensor g = torch::stack({xs.view({1, width}).expand({height, width}), ys.view({height, 1}).expand({height, width})}, 2);
-  g = g.unsqueeze(0).expand({n, height, width, 2}).to(maps.device());
-  return F::grid_sample(maps.to(torch::kFloat32), g,
-                        F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kBorder).align_corners(false));
-}
-
-torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int64_t width,
-                                  const MapSmoothingOptions& o, const GridGeometry* grid) {
-  torch::Tensor in = maps;
-  if (o.space == "log") {
-    if (in.numel() > 0 && in.min().item<double>() < 0)
-      throw Error("method.smoothing.space = \"log\" needs scores >= 0; this method's map has negative values, use "
-                  "\"linear\"");
-    in = torch::log1p(in);
-  }
-  torch::Tensor out = (o.align && grid) ? upsample_on_grid(in, height, width, *grid)
-                                        : metric::UpsamplePostprocess().apply(in, {height, width});
-  if (o.sigma > 0) {
-    metric::GaussianOptions g;
-    g.sigma = o.sigma;
-    g.kernel_size = o.kernel_size;
-    g.border = o.border;
-    out = metric::GaussianPostprocess(g).apply(out, {height, width});
-  }
-  return out;
-}
-
 namespace {
 
 std::unique_ptr<Backbone> make_frozen(const Slot<Backbone>& slot, const RunContext* ctx = nullptr) {
@@ -72,11 +33,12 @@ std::unique_ptr<Backbone> make_frozen(const Slot<Backbone>& slot, const RunConte
   return b;
 }
 
-/// The map of the backbone's first tap, upsampled to the batch's input size and smoothed.
-torch::Tensor map_to_input(const Backbone& b, const torch::Tensor& map, const Batch& batch, const MapSmoothingOptions& o) {
+/// The final maps and image scores of raw maps on the grid of the backbone's first tap.
+Prediction score_grid_maps(const Backbone& b, const MapScoring& scoring, const torch::Tensor& raw, const Batch& batch) {
   const int64_t H = batch.images.size(2), W = batch.images.size(3);
   const GridGeometry grid = b.grid(b.selected_taps().front(), H, W);
-  return upsample_and_smooth(map, H, W, o, &grid);
+  torch::Tensor maps = scoring.postprocess(raw, {{H, W}, &grid});
+  return {maps, scoring.scores(raw, maps)};
 }
 
 std::vector<std::string> spatial_taps(const Backbone& b, const std::string& method) {
@@ -113,7 +75,11 @@ torch::Tensor concat_taps(const std::map<std::string, torch::Tensor>& maps, cons
 // ---------------------------------------------------------------------------------------------
 // PatchCore
 // ---------------------------------------------------------------------------------------------
-PatchCore::PatchCore(const Options& o) : opt_(o), backbone_(make_frozen(o.backbone)), bank_(o.knn) {
+PatchCore::PatchCore(const Options& o)
+    : opt_(o),
+      backbone_(make_frozen(o.backbone)),
+      scoring_(o.postprocess, o.image_score.slot(), "patchcore", false),
+      bank_(o.knn) {
   spatial_taps(*backbone_, "patchcore");
 }
 
@@ -165,10 +131,7 @@ Prediction PatchCore::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor e = embed(batch.images, ctx);  // (N, h, w, D)
   const int64_t n = e.size(0), h = e.size(1), w = e.size(2);
   torch::Tensor patch = bank_.score(e.reshape({-1, e.size(3)})).reshape({n, 1, h, w});
-  // Reference: image score = max patch score (before upsampling and smoothing).
-  torch::Tensor scores = patch.flatten(1).amax(1);
-  torch::Tensor maps = map_to_input(*backbone_, patch, batch, opt_.smoothing);
-  return {maps, scores};
+  return score_grid_maps(*backbone_, scoring_, patch, batch);
 }
 
 nlohmann::json PatchCore::summary() const {
@@ -194,7 +157,11 @@ void PatchCore::load_state(const StateDict& state, const RunContext& ctx, const 
 // ---------------------------------------------------------------------------------------------
 // PaDiM
 // ---------------------------------------------------------------------------------------------
-PaDiM::PaDiM(const Options& o) : opt_(o), backbone_(make_frozen(o.backbone)), gaussian_(o.gaussian) {
+PaDiM::PaDiM(const Options& o)
+    : opt_(o),
+      backbone_(make_frozen(o.backbone)),
+      scoring_(o.postprocess, o.image_score, "padim", false),
+      gaussian_(o.gaussian) {
   spatial_taps(*backbone_, "padim");
 }
 
@@ -241,9 +208,7 @@ void PaDiM::fit(FitContext& ctx) {
 
 Prediction PaDiM::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor d = gaussian_.distance(embed(batch.images, ctx)).unsqueeze(1);  // (N,1,h,w)
-  torch::Tensor maps = map_to_input(*backbone_, d, batch, opt_.smoothing);
-  // Reference: image score = max of the upsampled, smoothed map.
-  return {maps, maps.flatten(1).amax(1)};
+  return score_grid_maps(*backbone_, scoring_, d, batch);
 }
 
 nlohmann::json PaDiM::summary() const {
@@ -277,7 +242,11 @@ void PaDiM::load_state(const StateDict& state, const RunContext& ctx, const std:
 // ---------------------------------------------------------------------------------------------
 // AnomalyDINO
 // ---------------------------------------------------------------------------------------------
-AnomalyDINO::AnomalyDINO(const Options& o) : opt_(o), backbone_(make_frozen(o.backbone)), bank_(o.knn) {
+AnomalyDINO::AnomalyDINO(const Options& o)
+    : opt_(o),
+      backbone_(make_frozen(o.backbone)),
+      scoring_(o.postprocess, o.image_score.slot(), "anomalydino", false),
+      bank_(o.knn) {
   if (backbone_->selected_taps().size() != 1)
     throw ConfigError("method.backbone.layers: AnomalyDINO uses exactly one tap (the paper: the last block)");
 }
@@ -328,11 +297,7 @@ Prediction AnomalyDINO::predict(const Batch& batch, const RunContext& ctx) {
   torch::Tensor f = patch_features(batch.images, ctx);
   const int64_t n = f.size(0), h = f.size(1), w = f.size(2);
   torch::Tensor d = bank_.score(f.reshape({-1, f.size(3)})).reshape({n, 1, h, w});
-  // Image score: mean of the top fraction of patch distances (the paper's mean_top1p).
-  const int64_t count = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(opt_.top_fraction * double(h * w))));
-  torch::Tensor scores = std::get<0>(d.flatten(1).topk(count, 1)).mean(1);
-  torch::Tensor maps = map_to_input(*backbone_, d, batch, opt_.smoothing);
-  return {maps, scores};
+  return score_grid_maps(*backbone_, scoring_, d, batch);
 }
 
 StateDict AnomalyDINO::state() const { return {{"memory_bank", bank_.features()}}; }

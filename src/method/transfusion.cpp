@@ -117,6 +117,8 @@ TransFusion::Options::Options() {
   trainer.scheduler.kind = "step";
   trainer.scheduler.step_every = 800;
   trainer.scheduler.gamma = 0.1;
+  // Experiment.py evaluate: scipy convolve2d with ones(7, 7) / 49, mode "same", zero fill.
+  postprocess = PostprocessChain({"type = 'mean_filter'\nkernel = 7\nborder = 'zeros'\n"});
 }
 
 TransFusion::TransFusion(const Options& o) : opt_(o) {
@@ -132,17 +134,13 @@ TransFusion::TransFusion(const Options& o) : opt_(o) {
                    loss_term("type = 'l1'\nprediction = 'normal'\ntarget = 'image'"),
                    loss_term("type = 'l2'\nprediction = 'next'\ntarget = 'next'")};
   }
-  if (opt_.mean_filter % 2 == 0)
-    throw ConfigError("method.mean_filter: use an odd side (TransFusion: 7), got " + std::to_string(opt_.mean_filter));
   if (opt_.synthesizer.type() == "transparency") {
     const int s = opt_.synthesizer.options<TransparencyOptions>().steps;
     if (s != opt_.steps)
       throw ConfigError("method.synthesizer.steps (" + std::to_string(s) + ") must equal method.steps (" +
                         std::to_string(opt_.steps) + "): the synthesizer draws the step the network is trained on");
   }
-  reducer_ = opt_.image_score.make();
-  if (reducer_->uses_method_scores())
-    throw ConfigError("method.image_score: transfusion scores images from its map; choose e.g. \"max\"");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "transfusion", false);
 }
 
 void TransFusion::build(const RunContext& ctx) {
@@ -279,17 +277,18 @@ TransFusionMaps TransFusion::infer(const torch::Tensor& x, const TransparencyObs
   m.mask = opt_.mask_reduction == "last" ? r.last.mask : r.mask_sum / static_cast<double>(steps - 1);
   m.reconstruction = (r.image / 2 + 0.5).clamp(0, 1);
   m.recon_error = ((x / 2 + 0.5).clamp(0, 1) - m.reconstruction).pow(2).mean(1, true);
-  // Experiment.py evaluate: scipy convolve2d with ones(k,k)/k^2, mode "same", zero fill.
-  const int64_t k = opt_.mean_filter;
-  auto mean = [k](const torch::Tensor& v) { return torch::avg_pool2d(v, k, 1, k / 2, false, true); };
+  // Experiment.py evaluate filters both maps before mixing them (the default chain: its mean filter).
   const double w = opt_.discriminative_weight;
-  m.map = w * mean(m.mask) + (1 - w) * mean(m.recon_error);
+  const MapContext mc{{x.size(2), x.size(3)}};
+  m.raw_map = w * m.mask + (1 - w) * m.recon_error;
+  m.map = w * scoring_.postprocess(m.mask, mc) + (1 - w) * scoring_.postprocess(m.recon_error, mc);
   return m;
 }
 
 Prediction TransFusion::predict(const Batch& batch, const RunContext& ctx) {
-  const torch::Tensor map = infer(batch.images.to(ctx.device) * 2 - 1).map.to(torch::kCPU).to(torch::kFloat32);
-  return {map, reducer_->reduce(map)};
+  const TransFusionMaps m = infer(batch.images.to(ctx.device) * 2 - 1);
+  const torch::Tensor map = m.map.to(torch::kCPU).to(torch::kFloat32);
+  return {map, scoring_.scores(m.raw_map.to(torch::kCPU).to(torch::kFloat32), map)};
 }
 
 StateLayout TransFusion::layout() {

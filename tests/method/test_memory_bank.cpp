@@ -326,21 +326,6 @@ TEST_CASE("upsample_on_grid puts every cell on its centre pixel and interpolates
   CHECK(adfw::upsample_on_grid(m, H, W, adfw::GridGeometry::centred(8)).allclose(plain, 1e-5, 1e-5));
 }
 
-TEST_CASE("map smoothing in log space smooths log(1 + score) and refuses negative scores", "[method][grid]") {
-  adfw::MapSmoothingOptions o;
-  o.sigma = 2.0;
-  o.space = "log";
-  // A constant map stays constant: log1p of it everywhere.
-  const torch::Tensor c = torch::full({1, 1, 4, 4}, 3.0);
-  CHECK(adfw::upsample_and_smooth(c, 16, 16, o).allclose(torch::full({1, 1, 16, 16}, std::log1p(3.0)), 1e-5, 1e-5));
-  // Otherwise it is the linear pipeline applied to log1p of the scores.
-  const torch::Tensor r = torch::rand({2, 1, 6, 5}) * 50;
-  adfw::MapSmoothingOptions lin = o;
-  lin.space = "linear";
-  CHECK(adfw::upsample_and_smooth(r, 24, 20, o).allclose(adfw::upsample_and_smooth(torch::log1p(r), 24, 20, lin), 1e-5, 1e-5));
-  CHECK_THROWS_WITH(adfw::upsample_and_smooth(-c, 16, 16, o), Catch::Contains("needs scores >= 0"));
-}
-
 TEST_CASE("concat_taps: nearest repeats each deeper cell over its block, bilinear averages its neighbours",
           "[method][taps]") {
   // Tap a (1,1,4,4) holds its flat index; tap b (1,2,2,2) holds 10 * channel + cell index.

@@ -122,12 +122,12 @@ const std::vector<Case>& cases() {
        "[trainer]\nepochs = 10\nbatch_size = 8\n[trainer.optimizer]\nkind = 'adamw'\nlr = 1e-3\n",
        4},
       {"simplenet", 64,
-       "type = 'supersimplenet'\nupscale = false\nclassify = false\naggregation = 'simplenet'\nscore_raw_map = true\n"
+       "type = 'supersimplenet'\nupscale = false\nclassify = false\naggregation = 'simplenet'\n"
        "[embedding]\nlayer_dim = 768\ntarget_dim = 768\n[backbone]\ntype = 'mobilenet_v1'\n"
        "weights = '@MOBILENET@'\nlayers = ['block4', 'block10']\n[adaptor]\ntype = 'feature_adaptor'\n"
        "channels = 768\n[noise]\ntype = 'simplenet'\nnoise_std = 0.25\n[segmentation]\n"
        "type = 'simplenet_discriminator'\nin_channels = 768\n[[losses]]\ntype = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\n"
-       "target = 'mask'\n[image_score]\ntype = 'max'\n"
+       "target = 'mask'\n[image_score]\ntype = 'max'\nmap = 'raw'\n"
        "[trainer]\nepochs = 10\nbatch_size = 8\n[trainer.optimizer]\nkind = 'adamw'\nlr = 1e-3\n"},
       {"transfusion", 32,
        "type = 'transfusion'\n[network]\ntype = 'diffusion_unet'\nbase = 32\nmultipliers = [1, 2]\n"

@@ -89,6 +89,7 @@ TEST_CASE("riad: mosaic masks partition the cells as gen_mask does", "[riad]") {
 }
 
 TEST_CASE("riad: reference recipe defaults", "[riad]") {
+  test::load_builtin_plugins();
   Riad::Options o;
   CHECK(o.signed_range);
   CHECK(o.cell_weighting == "cells");
@@ -98,5 +99,6 @@ TEST_CASE("riad: reference recipe defaults", "[riad]") {
   CHECK(o.trainer.scheduler.factor(249, 300) == Approx(0.1));
   CHECK(o.trainer.scheduler.factor(299, 300) == Approx(0.1));
   // scipy.ndimage.gaussian_filter(sigma 7): truncate 4 -> radius 28.
-  CHECK(o.smoothing.kernel_size == 57);
+  REQUIRE(o.postprocess.parts().size() == 2);
+  CHECK(o.postprocess.parts()[1].options<metric::GaussianOptions>().kernel_size == 57);
 }

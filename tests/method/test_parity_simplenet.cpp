@@ -21,15 +21,16 @@ SuperSimpleNet::Options simplenet_fixture_options() {
   // The fixture's load(): pretrain_embed_dimension 20, target_embed_dimension 16, patchsize 3,
   // dsc_layers 2, dsc_hidden 32, dsc_margin 0.5, noise_std 0.015, pre_proj 1.
   const std::string text =
-      "aggregation = 'simplenet'\nclassify = false\nscore_raw_map = true\n"
+      "aggregation = 'simplenet'\nclassify = false\n"
       "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\nlayers = ['layer2', 'layer3']\n"
       "[embedding]\npatch_size = 3\nlayer_dim = 20\ntarget_dim = 16\n"
       "[adaptor]\ntype = 'feature_adaptor'\nchannels = 16\n"
       "[noise]\ntype = 'simplenet'\nnoise_std = 0.015\n"
       "[segmentation]\ntype = 'simplenet_discriminator'\nin_channels = 16\nlayers = 2\nhidden = 32\n"
       "[[losses]]\ntype = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\ntarget = 'mask'\n"
-      "[smoothing]\nsigma = 4.0\nkernel_size = 33\nborder = 'symmetric'\n"
-      "[image_score]\ntype = 'max'\n";
+      "[[postprocess]]\ntype = 'upsample'\n"
+      "[[postprocess]]\ntype = 'gaussian'\nsigma = 4.0\nkernel_size = 33\nborder = 'symmetric'\n"
+      "[image_score]\ntype = 'max'\nmap = 'raw'\n";
   SuperSimpleNet::Options o;
   read_options(o, toml::parse(text), "method");
   return o;

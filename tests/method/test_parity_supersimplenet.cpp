@@ -78,10 +78,9 @@ TEST_CASE("supersimplenet parity: aggregation, training step, losses, gradients 
     load_weights(ssn, weights);
     const SuperSimpleNet::Inference r = ssn.infer(features, 64, 64);
     check_parity(r.raw_map, fixture(io, "eval.map_raw"), "eval.map_raw");
-    MapSmoothingOptions plain;
-    plain.sigma = 0;
-    check_parity(upsample_and_smooth(r.raw_map, 64, 64, plain), fixture(io, "eval.map_upsampled"),
-                 "eval.map_upsampled");
+    // The first part of the default postprocess chain: the upsampling before the blur.
+    const auto upsample = SuperSimpleNet::Options{}.postprocess.parts().at(0).make();
+    check_parity(upsample->apply(r.raw_map, {{64, 64}}), fixture(io, "eval.map_upsampled"), "eval.map_upsampled");
     check_parity(r.map, fixture(io, "eval.anomaly_map"), "eval.anomaly_map");
     check_parity(r.score_logits, fixture(io, "eval.score_logit"), "eval.score_logit");
     check_parity(r.scores, fixture(io, "eval.score"), "eval.score");

@@ -177,13 +177,15 @@ TEST_CASE("trained methods: the published recipes are the defaults", "[method-tr
   CHECK(s.trainer.groups[0].lr == Approx(1e-4));
   CHECK(s.trainer.groups[0].weight_decay == Approx(1e-2));
   // model/supersimplenet.py AnomalyMapGenerator: torchvision GaussianBlur(25, sigma 4), reflect borders.
-  CHECK(s.smoothing.border == "reflect");
-  CHECK(s.smoothing.kernel_size == 0);
+  REQUIRE(s.postprocess.parts().size() == 2);
+  CHECK(s.postprocess.parts()[1].options<metric::GaussianOptions>().border == "reflect");
+  CHECK(s.postprocess.parts()[1].options<metric::GaussianOptions>().kernel_size == 0);
   CHECK(s.aggregation == "supersimplenet");
-  CHECK_FALSE(s.score_raw_map);
+  CHECK(s.image_score.type() == "method");
   // train.py run_unsup: bad = overlap = true.
   CHECK(SuperSimpleNetNoiseOptions{}.overlap);
   Riad::Options r;
   CHECK(r.cutout_sizes == std::vector<int64_t>{2, 4, 8, 16});
-  CHECK(r.smoothing.sigma == Approx(7.0));
+  REQUIRE(r.postprocess.parts().size() == 2);
+  CHECK(r.postprocess.parts()[1].options<metric::GaussianOptions>().sigma == Approx(7.0));
 }

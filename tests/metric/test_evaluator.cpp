@@ -262,7 +262,7 @@ TEST_CASE("registered metric, image_score and postprocess families", "[metric]")
   for (const auto& n : adfw::metric::builtin_metric_names()) CHECK(metrics.contains(n));
   for (const char* n : {"max", "avgpool_max", "topk_mean", "method"})
     CHECK(adfw::Registry<adfw::ImageScoreReducer>::instance().contains(n));
-  for (const char* n : {"upsample", "gaussian", "mean_filter"})
+  for (const char* n : {"upsample", "log1p", "gaussian", "mean_filter"})
     CHECK(adfw::Registry<adfw::MapPostprocess>::instance().contains(n));
   toml::table bad;
   bad.insert("fpr_limit", 1.5);

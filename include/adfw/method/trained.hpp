@@ -52,7 +52,7 @@ class Draem : public Method {
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
     Slot<ImageScoreReducer> image_score{"avgpool_max"};
-    MapSmoothingOptions smoothing;
+    PostprocessChain postprocess;
     int64_t pad_multiple = 32;
     Options();
     template <class V>
@@ -69,11 +69,13 @@ class Draem : public Method {
         "reconstruction) on reconstruction/image, focal gamma 2 smooth 1e-5 on segmentation/mask)");
       v("trainer", trainer, "training (DRAEM: Adam 1e-4, batch 8, 700 epochs, x0.2 at 80% and 90%)");
       v("image_score", image_score, "image score from the map (DRAEM: max of the 21x21 mean-filtered map)");
-      v("smoothing", smoothing, "map smoothing (DRAEM: none)");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, on the softmax map (already at the input size; DRAEM: none, [])");
       v("pad_multiple", pad_multiple,
         "inputs whose sides are not multiples of this are reflect-padded for the networks and the outputs "
         "cropped back (DRAEM's U-Nets halve the size 5 times: 32)",
         Check::at_least(1));
+      retired_key(v, "smoothing", smoothing_retired());
     }
   };
   explicit Draem(const Options& o);
@@ -99,8 +101,8 @@ class Draem : public Method {
   /// half for a given reconstruction (the pair is reflect-padded to pad_multiple, where forward()
   /// pads the input before the reconstructive network; the same for sides that are multiples).
   torch::Tensor segment(const torch::Tensor& reconstruction, const torch::Tensor& images);
-  /// The anomaly maps (softmax channel 1, smoothed as configured) and image scores of segmentation
-  /// logits, as predict() returns them.
+  /// The anomaly maps (softmax channel 1, post-processed as configured) and image scores of
+  /// segmentation logits, as predict() returns them.
   Prediction finish(const torch::Tensor& segmentation) const;
   /// The losses of one batch as training computes them (tests inspect them): batch.images are the
   /// augmented images, extras["image_clean"] the targets of the reconstruction.
@@ -112,7 +114,7 @@ class Draem : public Method {
   StateLayout layout();
   Options opt_;
   std::unique_ptr<Network> rec_, disc_;
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   TrainSummary trained_;
 };
 
@@ -128,7 +130,7 @@ class Riad : public Method {
     bool signed_range = true;
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
-    MapSmoothingOptions smoothing;
+    PostprocessChain postprocess;
     Slot<ImageScoreReducer> image_score{"max"};
     int64_t pad_multiple = 32;
     Options();
@@ -157,14 +159,16 @@ class Riad : public Method {
       v("trainer", trainer,
         "training (RIAD: Adam 1e-4, weight decay 1e-5, batch 4, 300 epochs, lr x0.1 from epoch 250 of 300: "
         "multistep at 0.83, the 250th epoch)");
-      v("smoothing", smoothing,
-        "map smoothing (RIAD test.py: scipy gaussian_filter sigma 7, mirrored borders, truncated at 4 sigma: "
-        "kernel 57)");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, on the MSGMS map (RIAD test.py: scipy gaussian_filter sigma 7, "
+        "mirrored borders, truncated at 4 sigma: upsample (a no-op at the input size), then gaussian sigma 7 with "
+        "kernel_size 57)");
       v("image_score", image_score, "image score from the map (RIAD: max)");
       v("pad_multiple", pad_multiple,
         "inputs are reflect-padded to multiples of this and of every cutout size, outputs cropped back "
         "(RIAD's U-Net: 32)",
         Check::at_least(1));
+      retired_key(v, "smoothing", smoothing_retired());
     }
   };
   explicit Riad(const Options& o);
@@ -193,7 +197,7 @@ class Riad : public Method {
   /// (msgms_map, RIAD's MSGMS_Score) between x and its inpainting with masks[i], weighted as
   /// cell_weighting says. x in the network's range; masks[i] sized as x padded for the network.
   torch::Tensor raw_map(const torch::Tensor& x, const std::vector<torch::Tensor>& masks);
-  /// Smoothing of a raw map and its image scores, as predict() returns them.
+  /// The postprocess chain on a raw map and the image scores, as predict() returns them.
   Prediction finish(const torch::Tensor& raw_map, int64_t height, int64_t width) const;
   /// The loss terms on a reconstruction of x (both in the network's range).
   LossValues losses(const torch::Tensor& x, const torch::Tensor& reconstruction) const;
@@ -203,7 +207,7 @@ class Riad : public Method {
   int64_t multiple() const;
   Options opt_;
   std::unique_ptr<Network> net_;
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   TrainSummary trained_;
 };
 
@@ -224,9 +228,8 @@ class SuperSimpleNet : public Method {
     bool stop_grad = true;
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
-    MapSmoothingOptions smoothing;
+    PostprocessChain postprocess;
     Slot<ImageScoreReducer> image_score{"method"};
-    bool score_raw_map = false;
     Options();
     template <class V>
     void fields(V& v) {
@@ -266,14 +269,18 @@ class SuperSimpleNet : public Method {
       v("trainer", trainer,
         "training (SuperSimpleNet: AdamW at lr 2e-4 and weight decay 1e-5, with parameter groups adaptor (lr "
         "1e-4, weight decay 0.01), segmentation and classification; batch 32, 300 epochs, x0.4 at 80% and 90%)");
-      v("smoothing", smoothing, "map smoothing after upsampling (both: Gaussian sigma 4)");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, from the head's patch-grid map to the final map (SuperSimpleNet: "
+        "upsample, then gaussian sigma 4 with border \"reflect\" (torchvision's GaussianBlur, kernel 25); "
+        "SimpleNet: upsample, then gaussian sigma 4, kernel_size 33, border \"symmetric\" (scipy))");
       v("image_score", image_score,
-        "image score: method = sigmoid of the classification head (SuperSimpleNet), or a reducer of the map "
-        "(SimpleNet: max)");
-      v("score_raw_map", score_raw_map,
-        "a map reducer in image_score works on the head's raw patch-grid map, before upsampling and smoothing "
-        "(SimpleNet _predict: true, the max of the raw patch scores); false = on the final map (SuperSimpleNet's "
-        "seg- scores: the max of the smoothed map)");
+        "image score: method = sigmoid of the classification head (SuperSimpleNet), or a reducer of the map: "
+        "map = \"raw\" reads the head's patch-grid map (SimpleNet _predict: max of the raw patch scores), "
+        "\"final\" the post-processed one (SuperSimpleNet's seg- scores)");
+      retired_key(v, "smoothing", smoothing_retired());
+      retired_key(v, "score_raw_map",
+                  "the image_score reducer says which map it reads; write\n  [method.image_score]\n"
+                            "  type = \"max\"\n  map = \"raw\"");
     }
   };
   explicit SuperSimpleNet(const Options& o);
@@ -319,7 +326,7 @@ class SuperSimpleNet : public Method {
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<Network> adaptor_, seg_, cls_;
   std::unique_ptr<FeatureNoise> noise_;
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   TrainSummary trained_;
   torch::Device device_ = torch::kCPU;
 };

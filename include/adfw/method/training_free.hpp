@@ -13,50 +13,9 @@
 #include "adfw/core/registry.hpp"
 #include "adfw/method/memory_bank.hpp"
 #include "adfw/method/method.hpp"
+#include "adfw/metric/reducers.hpp"
 
 namespace adfw {
-
-/// Map post-processing shared by the feature methods: bilinear upsampling of the patch-grid
-/// map to the input size, then Gaussian smoothing.
-struct MapSmoothingOptions {
-  double sigma = 4.0;
-  int kernel_size = 0;
-  std::string border = "symmetric";
-  bool align = false;
-  std::string space = "linear";
-  template <class V>
-  void fields(V& v) {
-    v("space", space,
-      "scale the map is upsampled and smoothed in: \"linear\" (the references) or \"log\" (log(1 + score), for "
-      "scores >= 0: a strong small defect then spreads less into the normal pixels around it)",
-      Check::one_of({"linear", "log"}));
-    v("align", align,
-      "upsample each map cell onto the input pixel its receptive field is centred on (the backbone's padding "
-      "decides it; torchvision ResNets sit (s-1)/2 px up-left and TF-padded MobileNets (s-1)/2 px down-right of "
-      "where plain bilinear upsampling puts a stride-s grid); the references upsample plainly (default false)");
-    v("sigma", sigma, "Gaussian smoothing of the upsampled map (PatchCore/PaDiM/AnomalyDINO: 4; 0 = off)",
-      Check::at_least(0));
-    v("kernel_size", kernel_size,
-      "odd kernel side; 0 = 2*ceil(3 sigma)+1 (25 at sigma 4); scipy's gaussian_filter, which the PatchCore and "
-      "PaDiM references use, truncates at 4 sigma: 33",
-      Check::at_least(0));
-    v("border", border,
-      "smoothing border: \"symmetric\" repeats the edge pixel (scipy.ndimage's \"reflect\": PatchCore, PaDiM, "
-      "SimpleNet) or \"reflect\" does not (torch's \"reflect\" padding: torchvision's GaussianBlur in "
-      "SuperSimpleNet)",
-      Check::one_of({"symmetric", "reflect"}));
-  }
-};
-
-/// Bilinear upsampling of (N,1,h,w) to (H,W), then Gaussian smoothing. Without `grid`, or with
-/// o.align false, plain upsampling (align_corners false); otherwise cell (i, j) lands on input pixel
-/// (grid.origin_y + i * grid.stride, grid.origin_x + j * grid.stride), with the border cells extended.
-torch::Tensor upsample_and_smooth(const torch::Tensor& maps, int64_t height, int64_t width,
-                                  const MapSmoothingOptions& o, const GridGeometry* grid = nullptr);
-
-/// Bilinear resampling of a grid map (N,C,h,w) onto every pixel of a (height, width) input, where
-/// the map's cells sit as `grid` says; values beyond the outer cells are the outer cells'.
-torch::Tensor upsample_on_grid(const torch::Tensor& maps, int64_t height, int64_t width, const GridGeometry& grid);
 
 /// How concat_taps brings a tap to the common size.
 enum class TapResize {
@@ -83,7 +42,8 @@ class PatchCore : public Method {
     PatchAggregationOptions aggregation;
     CoresetOptions coreset;
     KnnOptions knn;
-    MapSmoothingOptions smoothing;
+    PostprocessChain postprocess = upsample_gaussian_chain(4.0);
+    ImageScoreSlot image_score{"type = 'max'\nmap = 'raw'\n"};
     int batch_size = 8;
     template <class V>
     void fields(V& v) {
@@ -91,8 +51,14 @@ class PatchCore : public Method {
       v("aggregation", aggregation, "local patch aggregation and channel pooling");
       v("coreset", coreset, "memory bank subsampling");
       v("knn", knn, "nearest-neighbour scoring");
-      v("smoothing", smoothing, "anomaly map post-processing");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, from the patch-grid distances to the final map (reference: upsample, "
+        "then gaussian sigma 4 (scipy's gaussian_filter: kernel_size 33)); upsample may set align (the grid is the "
+        "first tap's)");
+      v("image_score", image_score,
+        "image score (reference, patchcore.py _predict: the largest patch distance, max with map = \"raw\")");
       v("batch_size", batch_size, "images per feature-extraction batch (default 8)", Check::at_least(1));
+      retired_key(v, "smoothing", smoothing_retired());
     }
   };
   explicit PatchCore(const Options& o);
@@ -110,6 +76,7 @@ class PatchCore : public Method {
  private:
   Options opt_;
   std::unique_ptr<Backbone> backbone_;
+  MapScoring scoring_;
   MemoryBank bank_;
   int64_t train_patches_ = 0;
   double coreset_seconds_ = 0;
@@ -122,7 +89,8 @@ class PaDiM : public Method {
     Slot<Backbone> backbone{"resnet"};
     int64_t dims = 100;
     PatchGaussianOptions gaussian;
-    MapSmoothingOptions smoothing;
+    PostprocessChain postprocess = upsample_gaussian_chain(4.0);
+    Slot<ImageScoreReducer> image_score{"max"};
     int batch_size = 8;
     template <class V>
     void fields(V& v) {
@@ -132,8 +100,13 @@ class PaDiM : public Method {
         "0 = keep all)",
         Check::at_least(0));
       v("gaussian", gaussian, "per-position Gaussian");
-      v("smoothing", smoothing, "anomaly map post-processing");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, from the Mahalanobis distances on the first tap's grid to the final "
+        "map (reference: upsample, then gaussian sigma 4 (scipy's gaussian_filter: kernel_size 33)); upsample may "
+        "set align");
+      v("image_score", image_score, "image score (reference, main.py: the maximum of the final map)");
       v("batch_size", batch_size, "images per feature-extraction batch (default 8)", Check::at_least(1));
+      retired_key(v, "smoothing", smoothing_retired());
     }
   };
   explicit PaDiM(const Options& o);
@@ -153,6 +126,7 @@ class PaDiM : public Method {
  private:
   Options opt_;
   std::unique_ptr<Backbone> backbone_;
+  MapScoring scoring_;
   PatchGaussian gaussian_;
   torch::Tensor channels_;  // selected channel indices
 };
@@ -165,8 +139,8 @@ class AnomalyDINO : public Method {
     int64_t shots = 0;
     bool rotations = false;
     KnnOptions knn;
-    double top_fraction = 0.01;
-    MapSmoothingOptions smoothing;
+    PostprocessChain postprocess = upsample_gaussian_chain(4.0);
+    ImageScoreSlot image_score{"type = 'topk_mean'\nfraction = 0.01\nmap = 'raw'\n"};
     int batch_size = 4;
     Options() { knn.distance = "cosine"; }
     template <class V>
@@ -176,10 +150,17 @@ class AnomalyDINO : public Method {
         Check::at_least(0));
       v("rotations", rotations, "add the reference images rotated by 90, 180 and 270 degrees to the bank");
       v("knn", knn, "nearest-neighbour scoring (reference: cosine distance, k = 1)");
-      v("top_fraction", top_fraction, "image score = mean of this top fraction of patch distances (reference: 0.01)",
-        Check::open_range(0, 1.0000001));
-      v("smoothing", smoothing, "anomaly map post-processing");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, from the patch distances to the final map (reference: upsample, "
+        "then gaussian sigma 4)");
+      v("image_score", image_score,
+        "image score (reference, src/post_eval.py mean_top1p: the mean of the top 1% of the patch distances, "
+        "topk_mean with fraction 0.01 and map = \"raw\")");
       v("batch_size", batch_size, "images per feature-extraction batch (default 4)", Check::at_least(1));
+      retired_key(v, "smoothing", smoothing_retired());
+      retired_key(v, "top_fraction",
+                  "the image score is the image_score slot; write\n  [method.image_score]\n"
+                           "  type = \"topk_mean\"\n  fraction = 0.01\n  map = \"raw\"");
     }
   };
   explicit AnomalyDINO(const Options& o);
@@ -194,6 +175,7 @@ class AnomalyDINO : public Method {
   torch::Tensor patch_features(const torch::Tensor& images, const RunContext& ctx);  // (N, h, w, D)
   Options opt_;
   std::unique_ptr<Backbone> backbone_;
+  MapScoring scoring_;
   MemoryBank bank_;
   int64_t shots_used_ = 0;
 };

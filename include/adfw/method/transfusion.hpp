@@ -101,7 +101,10 @@ struct TransFusionMaps {
   torch::Tensor mask;            ///< (N,1,H,W) the discriminative map (mean of the soft masks)
   torch::Tensor reconstruction;  ///< (N,3,H,W) clip(restored / 2 + 0.5, 0, 1)
   torch::Tensor recon_error;     ///< (N,1,H,W) channel mean of the squared error on [0, 1]
-  torch::Tensor map;             ///< (N,1,H,W) w * mean(mask) + (1 - w) * mean(recon_error)
+  torch::Tensor raw_map;         ///< (N,1,H,W) w * mask + (1 - w) * recon_error
+  /// (N,1,H,W) w * P(mask) + (1 - w) * P(recon_error), P the postprocess chain (TransFusion: the 7 x 7
+  /// mean filter with zero borders)
+  torch::Tensor map;
 };
 
 class TransFusion : public Method {
@@ -115,7 +118,7 @@ class TransFusion : public Method {
     double rotation_probability = 0.3;
     double max_rotation = 20.0;
     double discriminative_weight = 0.95;
-    int64_t mean_filter = 7;
+    PostprocessChain postprocess;
     std::string mask_reduction = "mean";
     bool soft_masks = false;
     bool start_at_last_step = false;
@@ -146,12 +149,13 @@ class TransFusion : public Method {
       v("max_rotation", max_rotation, "training: the rotation angle is drawn from U(-a, a) degrees (TransFusion: 20)",
         Check::range(0, 180));
       v("discriminative_weight", discriminative_weight,
-        "final map = w * mean(mask) + (1 - w) * mean(squared error of the [0,1]-clipped input and restoration, "
-        "channel mean) (TransFusion: 0.95)",
+        "final map = w * P(mask) + (1 - w) * P(squared error of the [0,1]-clipped input and restoration, channel "
+        "mean), P the postprocess chain (TransFusion: 0.95)",
         Check::range(0, 1));
-      v("mean_filter", mean_filter,
-        "side of the mean filter on both maps, zero padding counted (scipy convolve2d \"same\"; TransFusion: 7)",
-        Check::at_least(1));
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, applied to the mask map and to the error map before they are mixed, "
+        "as Experiment.py filters each (TransFusion: mean_filter kernel 7, border \"zeros\": scipy convolve2d "
+        "\"same\")");
       v("mask_reduction", mask_reduction,
         "mask map from the reverse loop: mean = sum of the soft masks over the steps / (steps - 1) "
         "(TransFusion EvaluationUtils.py); last = the last step's soft mask (default \"mean\")",
@@ -161,10 +165,15 @@ class TransFusion : public Method {
         "gradient) and as the next step's mask input; TransFusion thresholds it at 0.5 (default false)");
       v("start_at_last_step", start_at_last_step,
         "start the reverse loop at t = steps - 1; TransFusion starts at steps - 2 (default false)");
-      v("image_score", image_score, "image score from the final map (TransFusion: max)");
+      v("image_score", image_score,
+        "image score from the final map (TransFusion: max); map = \"raw\" reads the mix before the postprocess "
+        "chain");
       v("pad_multiple", pad_multiple,
         "inputs are reflect-padded to a multiple of this for the U-Net (3 halvings: 8), outputs cropped back",
         Check::at_least(1));
+      retired_key(v, "mean_filter",
+                  "the mean filter is a part of method.postprocess; write\n  [[method.postprocess]]\n"
+                          "  type = \"mean_filter\"\n  kernel = 7\n  border = \"zeros\"");
     }
   };
   explicit TransFusion(const Options& o);
@@ -194,7 +203,7 @@ class TransFusion : public Method {
   StateLayout layout();
   Options opt_;
   std::unique_ptr<Network> net_;
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   TrainSummary trained_;
 };
 

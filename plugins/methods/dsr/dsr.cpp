@@ -105,9 +105,7 @@ Dsr::Dsr(const Options& o) : opt_(o) {
   opt_.perlin.validate();
   latent_ = opt_.latent_anomaly.make();
   upsampling_synth_ = opt_.upsampling_synthesizer.make();
-  reducer_ = opt_.image_score.make();
-  if (reducer_->uses_method_scores())
-    throw ConfigError("method.image_score: dsr scores images from its detection map; choose e.g. \"avgpool_max\"");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score.slot(), "dsr", false);
 }
 
 void Dsr::build(const RunContext& ctx) {
@@ -273,9 +271,11 @@ LossValues Dsr::stage2_losses(const DsrForward& f, const torch::Tensor& masks) c
 }
 
 Prediction Dsr::finish(const DsrForward& f) const {
-  const torch::Tensor map = torch::softmax(f.refined_mask, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
+  const torch::Tensor refined = torch::softmax(f.refined_mask, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
   const torch::Tensor det = torch::softmax(f.out_mask, 1).slice(1, 1, 2).to(torch::kCPU).to(torch::kFloat32);
-  return {map, reducer_->reduce(det)};
+  // test_dsr.py scores the anomaly detection module's map: the raw map of the image_score slot.
+  const torch::Tensor map = scoring_.postprocess(refined, {{refined.size(2), refined.size(3)}});
+  return {map, scoring_.scores(det, map)};
 }
 
 void Dsr::fit(FitContext& ctx) {
@@ -394,9 +394,7 @@ DsrVqPretrain::Options::Options() {
 }
 
 DsrVqPretrain::DsrVqPretrain(const Options& o) : opt_(o) {
-  reducer_ = opt_.image_score.make();
-  if (reducer_->uses_method_scores())
-    throw ConfigError("method.image_score: dsr_vq_pretrain scores images from its error map; choose e.g. \"max\"");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "dsr_vq_pretrain", false);
 }
 
 void DsrVqPretrain::build(const RunContext& ctx) {
@@ -482,8 +480,9 @@ Prediction DsrVqPretrain::predict(const Batch& batch, const RunContext& ctx) {
   const int64_t h = batch.images.size(2), w = batch.images.size(3);
   const torch::Tensor x = pad_to_multiple(flip_channels(batch.images.to(ctx.device), opt_.channel_order), kSideMultiple);
   const torch::Tensor err = (vq_->forward(x).recon - x).pow(2).mean(1, true);
-  const torch::Tensor map = crop_to(err, h, w).to(torch::kCPU).to(torch::kFloat32).contiguous();
-  return {map, reducer_->reduce(map)};
+  const torch::Tensor raw = crop_to(err, h, w).to(torch::kCPU).to(torch::kFloat32).contiguous();
+  const torch::Tensor map = scoring_.postprocess(raw, {{h, w}});
+  return {map, scoring_.scores(raw, map)};
 }
 
 nlohmann::json DsrVqPretrain::summary() const {

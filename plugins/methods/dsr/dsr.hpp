@@ -121,7 +121,8 @@ class Dsr : public Method {
     double upsampling_rotate_probability = 0.3;
     std::vector<LossTerm> upsampling_losses;
     TrainerOptions upsampling_trainer;
-    Slot<ImageScoreReducer> image_score{"avgpool_max"};
+    ImageScoreSlot image_score{"type = 'avgpool_max'\nkernel = 21\nmap = 'raw'\n"};
+    PostprocessChain postprocess;
     Options();
     template <class V>
     void fields(V& v) {
@@ -168,7 +169,10 @@ class Dsr : public Method {
         "stage 2, the upsampling module alone (DSR: epochs // 2 epochs, Adam 2e-4; the reference's MultiStepLR "
         "milestones lie at 80% and 90% of the stage-1 epochs, beyond stage 2's end: constant lr)");
       v("image_score", image_score,
-        "image score from the detection module's map (DSR: max of the 21x21 average-pooled map)");
+        "image score; map = \"raw\" reads the anomaly detection module's map, \"final\" the upsampling module's "
+        "map after the postprocess chain (DSR: max of the detection map's 21x21 average pool, raw)");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, on the upsampling module's map (at the input size; DSR: none, [])");
     }
   };
   explicit Dsr(const Options& o);
@@ -213,7 +217,7 @@ class Dsr : public Method {
   DsrUnetModule anomaly_det_{nullptr}, upsample_{nullptr};
   std::shared_ptr<LatentAnomaly> latent_;
   std::shared_ptr<Synthesizer> upsampling_synth_;
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   std::vector<TrainSummary> trained_;
 };
 
@@ -230,6 +234,7 @@ class DsrVqPretrain : public Method {
     std::string channel_order = "bgr";
     TrainerOptions trainer;
     Slot<ImageScoreReducer> image_score{"max"};
+    PostprocessChain postprocess;
     Options();
     template <class V>
     void fields(V& v) {
@@ -243,6 +248,7 @@ class DsrVqPretrain : public Method {
         Check::one_of({"bgr", "rgb"}));
       v("trainer", trainer, "training (Adam 2e-4, batch 8)");
       v("image_score", image_score, "image score from the reconstruction-error map");
+      v("postprocess", postprocess, "map post-processing parts, in order, on the reconstruction-error map (none, [])");
     }
   };
   explicit DsrVqPretrain(const Options& o);
@@ -261,7 +267,7 @@ class DsrVqPretrain : public Method {
  private:
   Options opt_;
   DiscreteLatentModel vq_{nullptr};
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   TrainSummary trained_;
 };
 

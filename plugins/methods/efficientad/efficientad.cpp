@@ -267,9 +267,7 @@ EfficientAd::EfficientAd(const Options& o) : opt_(o) {
   if (opt_.trainer.selection != "last")
     throw ConfigError("method.trainer.selection: efficientad keeps the last step (its held-out images normalise "
                       "the maps); got \"" + opt_.trainer.selection + "\"");
-  reducer_ = opt_.image_score.make();
-  if (reducer_->uses_method_scores())
-    throw ConfigError("method.image_score: efficientad scores images from its map; choose e.g. \"max\"");
+  scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "efficientad", false);
 }
 
 void EfficientAd::build(const RunContext& ctx) {
@@ -406,7 +404,8 @@ Prediction EfficientAd::infer(const torch::Tensor& images01, int64_t height, int
   const int64_t p = opt_.map_padding;
   torch::Tensor map = F::pad(m.combined, F::PadFuncOptions({p, p, p, p}));
   map = resize_bilinear(map, height, width).to(torch::kCPU).to(torch::kFloat32);
-  return {map, reducer_->reduce(map)};
+  map = scoring_.postprocess(map, {{height, width}});
+  return {map, scoring_.scores(m.combined.to(torch::kCPU).to(torch::kFloat32), map)};
 }
 
 torch::Tensor EfficientAd::penalty_image(const std::vector<std::string>& files, std::mt19937_64& rng) const {
@@ -569,7 +568,8 @@ EfficientAdTeacher::Options::Options() {
   embedding.layer_dim = 1024;
 }
 
-EfficientAdTeacher::EfficientAdTeacher(const Options& o) : opt_(o) {
+EfficientAdTeacher::EfficientAdTeacher(const Options& o)
+    : opt_(o), scoring_(o.postprocess, o.image_score, "efficientad_teacher", false) {
   check_pdn_size(opt_.model_size);
   opt_.embedding.target_dim = opt_.out_channels;
   if (opt_.losses.empty()) opt_.losses = {loss_term("type = 'l2'\nprediction = 'prediction'\ntarget = 'target'")};
@@ -709,9 +709,11 @@ Prediction EfficientAdTeacher::predict(const Batch& batch, const RunContext&) {
   const torch::Tensor small = F::interpolate(
       x, F::InterpolateFuncOptions().size(std::vector<int64_t>{opt_.pdn_size, opt_.pdn_size}).mode(torch::kArea));
   const TeacherDistillStep s = train_step(embed_images(x), small);
-  torch::Tensor map = resize_bilinear(channel_mse(s.prediction, s.target), x.size(2), x.size(3));
-  map = map.to(torch::kCPU).to(torch::kFloat32);
-  return {map, std::get<0>(map.flatten(1).max(1))};
+  const torch::Tensor err = channel_mse(s.prediction, s.target);
+  const torch::Tensor raw = err.to(torch::kCPU).to(torch::kFloat32);
+  torch::Tensor map = resize_bilinear(err, x.size(2), x.size(3));
+  map = scoring_.postprocess(map.to(torch::kCPU).to(torch::kFloat32), {{x.size(2), x.size(3)}});
+  return {map, scoring_.scores(raw, map)};
 }
 
 StateDict EfficientAdTeacher::state() const {

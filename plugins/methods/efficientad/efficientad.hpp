@@ -177,6 +177,7 @@ class EfficientAd : public Method {
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
     Slot<ImageScoreReducer> image_score{"max"};
+    PostprocessChain postprocess;
     Options();
     template <class V>
     void fields(V& v) {
@@ -234,7 +235,12 @@ class EfficientAd : public Method {
       v("trainer", trainer,
         "training (efficientad.py: Adam lr 1e-4, weight decay 1e-5, 70000 steps at batch 1, x0.1 after 95% of "
         "the steps; no flips)");
-      v("image_score", image_score, "image score from the final map (efficientad.py: max)");
+      v("image_score", image_score,
+        "image score from the final map (efficientad.py: max); map = \"raw\" reads the combined map on the "
+        "networks' output grid, before the zero padding and upsampling");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, after the zero padding by map_padding and the bilinear upsampling "
+        "to the input (efficientad.py: none, [])");
     }
   };
 
@@ -283,7 +289,7 @@ class EfficientAd : public Method {
   ChannelStats stats_;
   double q_st_a_ = 0, q_st_b_ = 0, q_ae_a_ = 0, q_ae_b_ = 0;
   bool has_quantiles_ = false;
-  std::unique_ptr<ImageScoreReducer> reducer_;
+  MapScoring scoring_;
   TrainSummary trained_;
   int64_t n_train_ = 0, n_validation_ = 0;
   torch::Device device_ = torch::kCPU;
@@ -317,6 +323,8 @@ class EfficientAdTeacher : public Method {
     bool train_split = true;
     std::vector<LossTerm> losses;
     TrainerOptions trainer;
+    Slot<ImageScoreReducer> image_score{"max"};
+    PostprocessChain postprocess;
     Options();
     template <class V>
     void fields(V& v) {
@@ -349,6 +357,10 @@ class EfficientAdTeacher : public Method {
       v("train_split", train_split, "also distil on the data set's training images (default true)");
       v("losses", losses, "loss terms; output prediction, target target (pretraining.py: l2)");
       v("trainer", trainer, "training (pretraining.py: Adam lr 1e-4, weight decay 1e-5, batch 16, 60000 steps)");
+      v("image_score", image_score,
+        "image score of the distillation-error map (max); map = \"raw\" reads it on the PDN's output grid");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, after the bilinear upsampling to the input (none, [])");
     }
   };
 
@@ -376,6 +388,7 @@ class EfficientAdTeacher : public Method {
   std::unique_ptr<Backbone> backbone_;
   Pdn pdn_{nullptr};
   ChannelStats stats_;
+  MapScoring scoring_;
   TrainSummary trained_;
   std::string saved_;
   torch::Device device_ = torch::kCPU;

@@ -263,7 +263,7 @@ SegDec::Options::Options() {
   trainer.drop_last = false;
 }
 
-SegDec::SegDec(const Options& o) : opt_(o) {}
+SegDec::SegDec(const Options& o) : opt_(o), scoring_(o.postprocess, o.image_score, "segdec", true) {}
 
 void SegDec::build(const RunContext& ctx) {
   device_ = ctx.device;
@@ -412,7 +412,7 @@ Prediction SegDec::predict(const Batch& batch, const RunContext&) {
   net_->module()->eval();  // no batch statistics: eval equals train mode (end2end.py eval_model)
   const SegDecNet::Outputs out = forward(batch.images);
   Prediction p;
-  p.scores = torch::sigmoid(out.decision).reshape({-1}).to(torch::kCPU).to(torch::kFloat32);
+  const torch::Tensor own = torch::sigmoid(out.decision).reshape({-1}).to(torch::kCPU).to(torch::kFloat32);
   // The map is the sigmoid of the segmentation logits resized to the input (the reference's plots:
   // cv2.resize INTER_LINEAR, half-pixel centres as align_corners = false).
   const int64_t h = batch.images.size(2), w = batch.images.size(3);
@@ -426,6 +426,8 @@ Prediction SegDec::predict(const Batch& batch, const RunContext&) {
                .contiguous()
                .to(torch::kCPU)
                .to(torch::kFloat32);
+  p.maps = scoring_.postprocess(p.maps, {{h, w}});
+  p.scores = scoring_.scores(torch::sigmoid(out.seg).to(torch::kCPU).to(torch::kFloat32), p.maps, own);
   return p;
 }
 

@@ -21,6 +21,7 @@
 #include <torch/torch.h>
 
 #include "adfw/method/method.hpp"
+#include "adfw/metric/reducers.hpp"
 #include "adfw/train/trainer.hpp"
 
 namespace adfw {
@@ -83,6 +84,8 @@ class SegDec : public Method {
     bool frequency_sampling = true;
     bool bgr = true;
     TrainerOptions trainer;
+    Slot<ImageScoreReducer> image_score{"method"};
+    PostprocessChain postprocess;
     Options();
     template <class V>
     void fields(V& v) {
@@ -110,6 +113,12 @@ class SegDec : public Method {
       v("trainer", trainer,
         "training (SegDecNet KSDD2: SGD lr 0.01 without momentum, batch 1, 50 epochs, no augmentation, last "
         "epoch kept)");
+      v("image_score", image_score,
+        "image score: method = sigmoid of the decision head (SegDecNet), or a reducer of the map (map = \"raw\": "
+        "the segmentation sigmoid on the network's 1/8 grid; \"final\": the map at the input size)");
+      v("postprocess", postprocess,
+        "map post-processing parts, in order, after the bilinear resize of the segmentation sigmoid to the input "
+        "(SegDecNet: none, [])");
     }
   };
   explicit SegDec(const Options& o);
@@ -164,6 +173,7 @@ class SegDec : public Method {
  private:
   Options opt_;
   std::unique_ptr<SegDecNet> net_;
+  MapScoring scoring_;
   int64_t epoch_ = 0;
   TrainSummary trained_;
   torch::Device device_ = torch::kCPU;
