@@ -6,6 +6,7 @@
 
 #include "adfw/backbone/backbone.hpp"
 #include "adfw/core/error.hpp"
+#include "adfw/core/stages.hpp"
 
 namespace adfw {
 namespace metric {
@@ -266,6 +267,7 @@ MapScoring::MapScoring(const std::vector<Slot<MapPostprocess>>& chain, const Slo
 }
 
 torch::Tensor MapScoring::postprocess(const torch::Tensor& raw, const MapContext& ctx) const {
+  ScopedStage stage("postprocess");  // test-time stage times (core/stages.hpp)
   torch::Tensor m = raw.to(torch::kFloat32);
   for (const auto& part : chain_) m = part->apply(m, ctx);
   return m;
@@ -277,6 +279,7 @@ torch::Tensor MapScoring::scores(const torch::Tensor& raw, const torch::Tensor& 
     if (!own.defined()) throw Error(method_ + ": image_score \"method\" but the method gave no image scores");
     return own;
   }
+  ScopedStage stage("image_score");
   return reducer_->reduce(reducer_->reads_raw_map() ? raw : final);
 }
 
