@@ -24,9 +24,9 @@ SuperSimpleNet::Options simplenet_fixture_options() {
       "aggregation = 'simplenet'\nclassify = false\nscore_raw_map = true\n"
       "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\nlayers = ['layer2', 'layer3']\n"
       "[embedding]\npatch_size = 3\nlayer_dim = 20\ntarget_dim = 16\n"
-      "[adaptor]\ntype = 'feature_adaptor'\nchannels = 16\n"
+      "[adaptor]\ntype = 'feature_adaptor'\n"
       "[noise]\ntype = 'simplenet'\nnoise_std = 0.015\n"
-      "[segmentation]\ntype = 'simplenet_discriminator'\nin_channels = 16\nlayers = 2\nhidden = 32\n"
+      "[segmentation]\ntype = 'simplenet_discriminator'\nlayers = 2\nhidden = 32\n"
       "[[losses]]\ntype = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\ntarget = 'mask'\n"
       "[smoothing]\nsigma = 4.0\nkernel_size = 33\nborder = 'symmetric'\n"
       "[image_score]\ntype = 'max'\n";
