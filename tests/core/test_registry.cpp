@@ -175,7 +175,7 @@ FamilyRecipes datasets() {
          std::mt19937 rng(2);
          for (const char* split : {"train", "test"})
            for (int i = 0; i < 2; ++i) {
-             const std::string id = std::string(split) + std::to_string(i);
+             const std::string id = std::to_string((split[1] == 'r' ? 10000 : 20000) + i);
              write_png(r / split / (id + ".png"), image(16, i == 1, rng));
              write_png(r / split / (id + "_GT.png"), mask(16, i == 1));
            }
@@ -415,8 +415,10 @@ FamilyRecipes methods() {
       {"efficientad", method_recipe(256, "out_channels = 4\npdn_width = 4\nae_width = 2\nteacher_weights = 'random'\n"
                                          "[trainer]\nsteps = 2\n")},
       {"efficientad_teacher",
+       // The backbone's first tap at extractor_size must have the PDN's output grid (64 / 4 = 128 / 8).
        method_recipe(32, "folders = ['@FOLDER@']\nout_channels = 4\npdn_width = 4\nextractor_size = 128\n"
-                         "pdn_size = 64\nnormalization_images = 4\n" + resnet +
+                         "pdn_size = 64\nnormalization_images = 4\n[backbone]\ntype = 'resnet'\narch = 'resnet18'\n"
+                         "weights = 'random'\nblocks = [1, 1, 1, 1]\nlayers = ['layer2', 'layer3']\n"
                          "[trainer]\nbatch_size = 2\n")},
       {"padim", method_recipe(32, "dims = 16\n" + resnet)},
       {"patchcore", method_recipe(32, resnet + "[coreset]\nratio = 0.5\n")},
