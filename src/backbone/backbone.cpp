@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/options.hpp"
 
 namespace adfw {
 
@@ -111,6 +112,47 @@ void check_input(const torch::Tensor& x, const std::string& who, int64_t min_siz
   if (x.size(2) < min_size || x.size(3) < min_size)
     throw Error(who + ": input " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) +
                 " is smaller than " + std::to_string(min_size) + " pixels");
+}
+
+std::pair<int64_t, int64_t> nearest_multiples(int64_t side, int64_t multiple) {
+  const int64_t down = std::max<int64_t>(multiple, side / multiple * multiple);
+  const int64_t up = std::max<int64_t>(multiple, (side + multiple - 1) / multiple * multiple);
+  return {down, up};
+}
+
+void check_input_size(const Backbone& b, int64_t height, int64_t width, const std::string& key,
+                      const std::string& backbone_path) {
+  const InputSizeRule r = b.input_rule();
+  if (r.multiple <= 1 || r.fit != "error") return;
+  for (const int64_t side : {height, width}) {
+    if (side % r.multiple == 0 && side > 0) continue;
+    const auto [down, up] = nearest_multiples(side, r.multiple);
+    const std::string value = height == width ? std::to_string(height)
+                                              : "[" + std::to_string(height) + ", " + std::to_string(width) + "]";
+    std::string msg = key + " = " + value + ": the backbone takes sides that are multiples of " +
+                      std::to_string(r.multiple) + " (its patch size); the nearest valid sizes are " +
+                      std::to_string(down) + " and " + std::to_string(up);
+    if (!r.option.empty())
+      msg += ", or set " + join_key(backbone_path, r.option) + " = \"pad\" or \"resize\" to bring the input to " +
+             "the next valid size";
+    throw ConfigError(msg);
+  }
+}
+
+int64_t spatial_channels(const Backbone& b, const std::vector<std::string>& taps, const std::string& layers_key,
+                         std::string* source) {
+  if (taps.empty()) throw ConfigError(layers_key + ": choose at least one spatial tap");
+  int64_t total = 0;
+  std::string names;
+  for (const auto& t : taps) {
+    const TapInfo info = b.tap_info(t);
+    if (!info.spatial())
+      throw ConfigError(layers_key + ": tap '" + t + "' has no spatial grid; choose feature-map taps");
+    total += info.channels;
+    names += (names.empty() ? "" : " + ") + t + " (" + std::to_string(info.channels) + ")";
+  }
+  if (source) *source = "the backbone taps " + names + " give";
+  return total;
 }
 
 }  // namespace backbone

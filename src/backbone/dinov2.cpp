@@ -278,13 +278,42 @@ std::map<std::string, torch::Tensor> DinoV2Backbone::forward(const torch::Tensor
   ScopedStage stage("backbone");  // test-time stage times (core/stages.hpp)
   c10::optional<torch::NoGradGuard> no_grad;
   if (!options_.trainable) no_grad.emplace();
-  const auto layers = net_->get_intermediate_layers(x, selected_blocks_, options_.reshape, options_.norm);
+  const auto layers = net_->get_intermediate_layers(fit(x), selected_blocks_, options_.reshape, options_.norm);
   std::map<std::string, torch::Tensor> out;
   for (std::size_t i = 0; i < layers.size(); ++i) {
     out[selected_[i]] = layers[i].patches;
     if (options_.class_token) out[selected_[i] + ".cls"] = layers[i].cls;
   }
   return out;
+}
+
+torch::Tensor DinoV2Backbone::fit(const torch::Tensor& x) const {
+  const int64_t p = net_->config().patch_size;
+  if (options_.fit_input == "error" || x.dim() != 4) return x;
+  const int64_t H = x.size(2), W = x.size(3);
+  const int64_t H2 = backbone::nearest_multiples(H, p).second, W2 = backbone::nearest_multiples(W, p).second;
+  if (H2 == H && W2 == W) return x;
+  namespace F = torch::nn::functional;
+  if (options_.fit_input == "pad") return F::pad(x, F::PadFuncOptions({0, W2 - W, 0, H2 - H}));
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{H2, W2})
+                               .mode(torch::kBilinear)
+                               .align_corners(false));
+}
+
+InputSizeRule DinoV2Backbone::input_rule() const {
+  return {net_->config().patch_size, options_.fit_input, "fit_input"};
+}
+
+GridGeometry DinoV2Backbone::grid(const std::string& tap, int64_t height, int64_t /*width*/) const {
+  const int64_t p = stride(tap);
+  if (p <= 0) throw ConfigError("backbone tap '" + tap + "' has no spatial grid");
+  if (options_.fit_input != "resize" || height % p == 0) return GridGeometry::centred(p);
+  // Cell i is centred on resized pixel (i + 1/2) p - 1/2, i.e. on input pixel (i + 1/2) s - 1/2.
+  const double s = static_cast<double>(p) * static_cast<double>(height) /
+                   static_cast<double>(backbone::nearest_multiples(height, p).second);
+  const double o = s / 2.0 - 0.5;
+  return {o, o, s};
 }
 
 int64_t DinoV2Backbone::channels(const std::string& tap) const {

@@ -28,6 +28,13 @@ std::string Check::describe() const {
   return s;
 }
 
+int64_t AutoInt::get(const std::string& key) const {
+  if (!value)
+    throw ConfigError(key + " = \"auto\" is settled by the method that feeds this part from its inputs; give a "
+                      "number to build the part on its own");
+  return *value;
+}
+
 std::string Check::violation(double x) const {
   if (std::isnan(x)) return "value is NaN; expected a number " + describe();
   const bool below = lo && (lo_open ? x <= *lo : x < *lo);

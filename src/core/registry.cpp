@@ -29,6 +29,11 @@ void record_registration_error(const std::string& message) {
   std::lock_guard<std::mutex> lock(t.mu);
   t.errors.push_back(message);
 }
+void IntSettler::check(int64_t given) const {
+  if (given != value)
+    throw ConfigError(path + " = " + std::to_string(given) + ", but " + value_source + " " + std::to_string(value) +
+                      " (set it to " + std::to_string(value) + ", or to \"auto\" to follow what feeds it)");
+}
 }  // namespace detail
 
 std::vector<RegistryBase*> all_registries() {

@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 
+#include "adfw/backbone/backbone.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/log.hpp"
@@ -82,6 +83,22 @@ TransformOptions resolve_input(const ExperimentOptions& e, const Method& method)
   return t;
 }
 
+}  // namespace
+
+void check_input_size(const ExperimentOptions& e, const Method& method) {
+  const Backbone* b = method.backbone();
+  if (!b) return;
+  // The images reach the method at the crop size, else at the resize size; a decoded size is only
+  // known per image (the backbone's forward checks those).
+  if (!e.input.center_crop.empty())
+    backbone::check_input_size(*b, e.input.center_crop.height, e.input.center_crop.width, "input.center_crop",
+                               "method.backbone");
+  else if (!e.input.resize.empty())
+    backbone::check_input_size(*b, e.input.resize.height, e.input.resize.width, "input.resize", "method.backbone");
+}
+
+namespace {
+
 nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& resolved_config, const RunFolder& folder,
                              const RunRequest& req, int threads) {
   RunContext ctx;
@@ -102,6 +119,7 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   std::vector<SampleInfo> val = dataset->samples(Split::val);
 
   auto method = e.method.make();
+  check_input_size(e, *method);
   FitContext fit{ctx, train, val, test, resolve_input(e, *method)};
   log_info("method: " + e.method.type() + " on " + std::to_string(train.size()) + " training images, device " +
            ctx.device.str() + ", " + std::to_string(threads) + " threads");

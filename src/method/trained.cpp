@@ -399,6 +399,30 @@ SuperSimpleNet::SuperSimpleNet(const Options& o) : opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "supersimplenet", opt_.classify);
   noise_ = opt_.noise.make();
   backbone_ = opt_.backbone.make();
+  // The shape contract, checked now rather than at the first batch.
+  std::string source;
+  const int64_t c = feature_channels(&source);
+  parts_ = settle_parts(c, source);
+}
+
+int64_t SuperSimpleNet::feature_channels(std::string* source) const {
+  // Both aggregations need spatial taps; "supersimplenet" keeps their channels (resizing,
+  // concatenation and average pooling), "simplenet" pools every patch to target_dim.
+  const int64_t total = backbone::spatial_channels(*backbone_, backbone_->selected_taps(), "method.backbone.layers",
+                                                   source);
+  if (opt_.aggregation != "simplenet") return total;
+  if (source) *source = "method.embedding.target_dim gives";
+  return opt_.embedding.target_dim;
+}
+
+SuperSimpleNet::Parts SuperSimpleNet::settle_parts(int64_t channels, const std::string& source) const {
+  Parts p{opt_.adaptor, opt_.segmentation, opt_.classification};
+  p.adaptor.settle("in_channels", channels, source, "method.adaptor");
+  // The adaptor maps C -> C: the heads take what it gives.
+  const std::string adapted = "the adaptor's output (" + source + " " + std::to_string(channels) + " channels) gives";
+  p.segmentation.settle("in_channels", channels, adapted, "method.segmentation");
+  if (opt_.classify) p.classification.settle("in_channels", channels, adapted, "method.classification");
+  return p;
 }
 
 std::string SuperSimpleNet::normalization() const { return backbone_->normalization().name; }
@@ -433,17 +457,19 @@ torch::Tensor SuperSimpleNet::aggregate(const std::map<std::string, torch::Tenso
   return f;
 }
 
-void SuperSimpleNet::build(const RunContext& ctx) {
+void SuperSimpleNet::build(const RunContext& ctx, int64_t channels) {
   device_ = ctx.device;
   backbone_->module().to(device_);
   backbone_->module().eval();
+  const Parts parts =
+      channels > 0 ? settle_parts(channels, "the features given to build() have") : parts_;
   seed_init(ctx, "supersimplenet/adaptor");
-  adaptor_ = opt_.adaptor.make();
+  adaptor_ = parts.adaptor.make();
   seed_init(ctx, "supersimplenet/segmentation");
-  seg_ = opt_.segmentation.make();
+  seg_ = parts.segmentation.make();
   if (opt_.classify) {
     seed_init(ctx, "supersimplenet/classification");
-    cls_ = opt_.classification.make();
+    cls_ = parts.classification.make();
   }
   adaptor_->module()->to(device_);
   seg_->module()->to(device_);
@@ -475,7 +501,7 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f,
     a = adaptor_->forward(f);
   } catch (const c10::Error& e) {
     throw ConfigError("method.adaptor: cannot take the backbone's " + std::to_string(f.size(1)) +
-                      " feature channels; set its channels to " + std::to_string(f.size(1)) + " (" +
+                      " feature channels; set its in_channels to " + std::to_string(f.size(1)) + " (" +
                       e.what_without_backtrace() + ")");
   }
   // Pixel labels only where the data has them: image-label-only anomalies get an all-zero mask

@@ -41,15 +41,6 @@ Prediction score_grid_maps(const Backbone& b, const MapScoring& scoring, const t
   return {maps, scoring.scores(raw, maps)};
 }
 
-std::vector<std::string> spatial_taps(const Backbone& b, const std::string& method) {
-  std::vector<std::string> taps = b.selected_taps();
-  for (const auto& t : taps)
-    if (b.stride(t) == 0)
-      throw ConfigError("method." + method + ".backbone.layers: tap '" + t +
-                        "' has no spatial grid; choose feature-map taps (e.g. layer2, layer3)");
-  return taps;
-}
-
 }  // namespace
 
 torch::Tensor concat_taps(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& taps,
@@ -80,7 +71,7 @@ PatchCore::PatchCore(const Options& o)
       backbone_(make_frozen(o.backbone)),
       scoring_(o.postprocess, o.image_score.slot(), "patchcore", false),
       bank_(o.knn) {
-  spatial_taps(*backbone_, "patchcore");
+  backbone::spatial_channels(*backbone_, backbone_->selected_taps(), "method.backbone.layers");
 }
 
 std::string PatchCore::normalization() const { return backbone_->normalization().name; }
@@ -162,7 +153,14 @@ PaDiM::PaDiM(const Options& o)
       backbone_(make_frozen(o.backbone)),
       scoring_(o.postprocess, o.image_score, "padim", false),
       gaussian_(o.gaussian) {
-  spatial_taps(*backbone_, "padim");
+  // The embedding's width is declared by the taps: a channel subset larger than it is refused here,
+  // not at the first batch.
+  std::string source;
+  const int64_t total = backbone::spatial_channels(*backbone_, backbone_->selected_taps(), "method.backbone.layers",
+                                                   &source);
+  if (opt_.dims > total)
+    throw ConfigError("method.dims = " + std::to_string(opt_.dims) + " exceeds the embedding's channels: " + source +
+                      " " + std::to_string(total));
 }
 
 std::string PaDiM::normalization() const { return backbone_->normalization().name; }

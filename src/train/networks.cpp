@@ -43,11 +43,6 @@ void check_features(const char* net, const torch::Tensor& x, int64_t channels, b
                 shape_str(x) + "; set the network's channel option to the feature width");
 }
 
-void require_channels(const char* net, const char* key, int64_t c) {
-  if (c <= 0)
-    throw ConfigError(std::string(net) + ": option '" + key +
-                      "' must be set to the feature width (e.g. 1536 for wide_resnet50_2 layer2+layer3)");
-}
 
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t pad = -1, bool bias = true) {
   return torch::nn::Conv2d(
@@ -306,8 +301,8 @@ void xavier_init(torch::nn::Module& m) {
 
 class FeatureAdaptorImpl : public torch::nn::Module {
  public:
-  explicit FeatureAdaptorImpl(const FeatureAdaptorOptions& o) {
-    projection_ = register_module("projection", conv(o.channels, o.channels, 1, 1, 0, o.bias));
+  FeatureAdaptorImpl(const FeatureAdaptorOptions& o, int64_t c) {
+    projection_ = register_module("projection", conv(c, c, 1, 1, 0, o.bias));
     xavier_init(*this);
   }
   torch::Tensor forward(const torch::Tensor& x) {
@@ -321,11 +316,11 @@ class FeatureAdaptorImpl : public torch::nn::Module {
 
 class SsnSegmentationHeadImpl : public torch::nn::Module {
  public:
-  explicit SsnSegmentationHeadImpl(const SsnSegmentationHeadOptions& o) {
+  SsnSegmentationHeadImpl(const SsnSegmentationHeadOptions& o, int64_t c) {
     // Sequential indices 0 (conv), 1 (BatchNorm), 2 (LeakyReLU), 3 (conv) as the reference's "seg".
     seg_ = register_module(
         "seg", torch::nn::Sequential(
-                   conv(o.in_channels, o.hidden, 1, 1, 0), bn(o.hidden),
+                   conv(c, o.hidden, 1, 1, 0), bn(o.hidden),
                    torch::nn::LeakyReLU(torch::nn::LeakyReLUOptions().negative_slope(o.negative_slope).inplace(true)),
                    conv(o.hidden, 1, 1, 1, 0, /*bias=*/false)));
     xavier_init(*this);
@@ -338,9 +333,9 @@ class SsnSegmentationHeadImpl : public torch::nn::Module {
 
 class SsnClassificationHeadImpl : public torch::nn::Module {
  public:
-  explicit SsnClassificationHeadImpl(const SsnClassificationHeadOptions& o) {
+  SsnClassificationHeadImpl(const SsnClassificationHeadOptions& o, int64_t c) {
     dec_head_ = register_module(
-        "dec_head", torch::nn::Sequential(conv(o.in_channels + 1, o.hidden, o.kernel_size), bn(o.hidden), relu()));
+        "dec_head", torch::nn::Sequential(conv(c + 1, o.hidden, o.kernel_size), bn(o.hidden), relu()));
     fc_score_ = register_module("fc_score", torch::nn::Linear(2 * o.hidden + 2, 1));
     xavier_init(*this);
   }
@@ -376,9 +371,9 @@ TORCH_MODULE(SimpleNetBlock);
 
 class SimpleNetDiscriminatorImpl : public torch::nn::Module {
  public:
-  explicit SimpleNetDiscriminatorImpl(const SimpleNetDiscriminatorOptions& o) : negate_(o.negate) {
+  SimpleNetDiscriminatorImpl(const SimpleNetDiscriminatorOptions& o, int64_t c) : negate_(o.negate) {
     auto body = register_module("body", std::make_shared<torch::nn::Module>());
-    int64_t width = o.in_channels;
+    int64_t width = c;
     for (int64_t i = 0; i + 1 < o.layers; ++i) {
       const int64_t in = width;
       width = o.hidden > 0 ? o.hidden : static_cast<int64_t>(std::floor(static_cast<double>(width) / 1.5));
@@ -438,41 +433,39 @@ std::shared_ptr<torch::nn::Module> RiadUNet::module() { return net_; }
 
 namespace {
 template <class Impl, class O>
-std::shared_ptr<Impl> make_checked(const char* net, const char* key, int64_t channels, const O& o) {
-  require_channels(net, key, channels);
-  return std::make_shared<Impl>(o);
+std::shared_ptr<Impl> make_checked(const char* net, const O& o) {
+  // "auto" is settled by the method that builds the part (Slot::settle); on its own it needs a number.
+  return std::make_shared<Impl>(o, o.in_channels.get(std::string(net) + ".in_channels"));
 }
 }  // namespace
 
 FeatureAdaptor::FeatureAdaptor(const Options& options)
     : options_(options),
-      net_(make_checked<detail::FeatureAdaptorImpl>("feature_adaptor", "channels", options.channels, options)) {}
+      net_(make_checked<detail::FeatureAdaptorImpl>("feature_adaptor", options)) {}
 torch::Tensor FeatureAdaptor::forward(const torch::Tensor& x, const torch::Tensor&) {
-  check_features("feature_adaptor", x, options_.channels, true);
+  check_features("feature_adaptor", x, *options_.in_channels.value, true);
   return net_->forward(x);
 }
 std::shared_ptr<torch::nn::Module> FeatureAdaptor::module() { return net_; }
 
 SsnSegmentationHead::SsnSegmentationHead(const Options& options)
     : options_(options),
-      net_(make_checked<detail::SsnSegmentationHeadImpl>("ssn_segmentation_head", "in_channels", options.in_channels,
-                                                         options)) {}
+      net_(make_checked<detail::SsnSegmentationHeadImpl>("ssn_segmentation_head", options)) {}
 torch::Tensor SsnSegmentationHead::forward(const torch::Tensor& x, const torch::Tensor&) {
-  check_features("ssn_segmentation_head", x, options_.in_channels, false);
+  check_features("ssn_segmentation_head", x, *options_.in_channels.value, false);
   return net_->forward(x);
 }
 std::shared_ptr<torch::nn::Module> SsnSegmentationHead::module() { return net_; }
 
 SsnClassificationHead::SsnClassificationHead(const Options& options)
     : options_(options),
-      net_(make_checked<detail::SsnClassificationHeadImpl>("ssn_classification_head", "in_channels",
-                                                           options.in_channels, options)) {
+      net_(make_checked<detail::SsnClassificationHeadImpl>("ssn_classification_head", options)) {
   if (options.kernel_size % 2 == 0)
     throw ConfigError("ssn_classification_head: kernel_size must be odd for 'same' padding, got " +
                       std::to_string(options.kernel_size));
 }
 torch::Tensor SsnClassificationHead::forward(const torch::Tensor& x, const torch::Tensor& condition) {
-  check_features("ssn_classification_head", x, options_.in_channels, false);
+  check_features("ssn_classification_head", x, *options_.in_channels.value, false);
   if (!condition.defined() || condition.dim() != 4 || condition.size(0) != x.size(0) || condition.size(1) != 1 ||
       condition.size(2) != x.size(2) || condition.size(3) != x.size(3))
     throw Error("ssn_classification_head: the condition must be the segmentation map (" +
@@ -484,10 +477,9 @@ std::shared_ptr<torch::nn::Module> SsnClassificationHead::module() { return net_
 
 SimpleNetDiscriminator::SimpleNetDiscriminator(const Options& options)
     : options_(options),
-      net_(make_checked<detail::SimpleNetDiscriminatorImpl>("simplenet_discriminator", "in_channels",
-                                                            options.in_channels, options)) {}
+      net_(make_checked<detail::SimpleNetDiscriminatorImpl>("simplenet_discriminator", options)) {}
 torch::Tensor SimpleNetDiscriminator::forward(const torch::Tensor& x, const torch::Tensor&) {
-  check_features("simplenet_discriminator", x, options_.in_channels, true);
+  check_features("simplenet_discriminator", x, *options_.in_channels.value, true);
   return net_->forward(x);
 }
 std::shared_ptr<torch::nn::Module> SimpleNetDiscriminator::module() { return net_; }

@@ -115,9 +115,9 @@ const std::vector<Case>& cases() {
       // covers the unsupervised feature-noise path.
       {"supersimplenet", 64,
        "type = 'supersimplenet'\nstop_grad = false\n[backbone]\ntype = 'mobilenet_v1'\nweights = '@MOBILENET@'\n"
-       "layers = ['block4', 'block10']\n[adaptor]\ntype = 'feature_adaptor'\nchannels = 768\n"
-       "[segmentation]\ntype = 'ssn_segmentation_head'\nin_channels = 768\nhidden = 64\n"
-       "[classification]\ntype = 'ssn_classification_head'\nin_channels = 768\n"
+       "layers = ['block4', 'block10']\n[adaptor]\ntype = 'feature_adaptor'\n"
+       "[segmentation]\ntype = 'ssn_segmentation_head'\nhidden = 64\n"
+       "[classification]\ntype = 'ssn_classification_head'\n"
        "[noise]\ntype = 'supersimplenet'\nnoise_std = 0.25\nbad = true\noverlap = false\n"
        "[trainer]\nepochs = 10\nbatch_size = 8\n[trainer.optimizer]\nkind = 'adamw'\nlr = 1e-3\n",
        4},
@@ -125,8 +125,8 @@ const std::vector<Case>& cases() {
        "type = 'supersimplenet'\nupscale = false\nclassify = false\naggregation = 'simplenet'\n"
        "[embedding]\nlayer_dim = 768\ntarget_dim = 768\n[backbone]\ntype = 'mobilenet_v1'\n"
        "weights = '@MOBILENET@'\nlayers = ['block4', 'block10']\n[adaptor]\ntype = 'feature_adaptor'\n"
-       "channels = 768\n[noise]\ntype = 'simplenet'\nnoise_std = 0.25\n[segmentation]\n"
-       "type = 'simplenet_discriminator'\nin_channels = 768\n[[losses]]\ntype = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\n"
+       "[noise]\ntype = 'simplenet'\nnoise_std = 0.25\n[segmentation]\n"
+       "type = 'simplenet_discriminator'\n[[losses]]\ntype = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\n"
        "target = 'mask'\n[image_score]\ntype = 'max'\nmap = 'raw'\n"
        "[trainer]\nepochs = 10\nbatch_size = 8\n[trainer.optimizer]\nkind = 'adamw'\nlr = 1e-3\n"},
       {"transfusion", 32,

@@ -24,9 +24,9 @@ SuperSimpleNet::Options ssn_fixture_options(int64_t pool) {
   // train.py run_unsup("mvtec"): noise inside Perlin masks, bad = overlap = true, stop_grad.
   const std::string text =
       "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\nlayers = ['layer2', 'layer3']\n"
-      "[adaptor]\ntype = 'feature_adaptor'\nchannels = 24\n"
-      "[segmentation]\ntype = 'ssn_segmentation_head'\nin_channels = 24\nhidden = 1024\n"
-      "[classification]\ntype = 'ssn_classification_head'\nin_channels = 24\nhidden = 128\nkernel_size = 5\n"
+      "[adaptor]\ntype = 'feature_adaptor'\n"
+      "[segmentation]\ntype = 'ssn_segmentation_head'\nhidden = 1024\n"
+      "[classification]\ntype = 'ssn_classification_head'\nhidden = 128\nkernel_size = 5\n"
       "[noise]\ntype = 'supersimplenet'\nnoise_std = 0.015\nbad = true\noverlap = true\n"
       "[noise.perlin]\nthreshold = 0.2\n";
   SuperSimpleNet::Options o;
@@ -72,7 +72,8 @@ TEST_CASE("supersimplenet parity: aggregation, training step, losses, gradients 
   const torch::Tensor features = ssn.aggregate(taps);
   check_parity(features, fixture(io, "train.features"), "train.features");
 
-  ssn.build(run);
+  // The fixture's taps (24 channels in all) stand in for the backbone's: the parts are built for them.
+  ssn.build(run, features.size(1));
 
   SECTION("eval: map, upsampling, blur and scores") {
     load_weights(ssn, weights);

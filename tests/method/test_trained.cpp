@@ -42,7 +42,7 @@ fs::path make_ksdd2(const fs::path& root) {
 SuperSimpleNet::Options ssn_options(int64_t channels) {
   const std::string text = "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\n"
                            "layers = ['layer1', 'layer2']\n"
-                           "[adaptor]\ntype = 'feature_adaptor'\nchannels = " + std::to_string(channels) +
+                           "[adaptor]\ntype = 'feature_adaptor'\nin_channels = " + std::to_string(channels) +
                            "\n[segmentation]\ntype = 'ssn_segmentation_head'\nin_channels = " + std::to_string(channels) +
                            "\n[classification]\ntype = 'ssn_classification_head'\nin_channels = " +
                            std::to_string(channels) + "\n[noise]\ntype = 'supersimplenet'\n";

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every experiment file in experiments/ (sweeps aside) runs end to end under the smoke preset on the demo data,
-# writes a complete run folder (with the fitted model), and its resolved config.toml runs again to
-# the same metrics.
+# Every experiment file in experiments/ (with the swap cells of experiments/ablations/; its sweep
+# files, which name a `base`, are left to the sweep tests) runs end to end under the smoke preset
+# on the demo data, writes a complete run folder (with the fitted model), and its resolved
+# config.toml runs again to the same metrics.
 set -euo pipefail
 . "$(dirname "$0")/common.bash" "$@"
 shared=${ADFW_SHARED:-$src/../shared}

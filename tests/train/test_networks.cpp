@@ -114,7 +114,7 @@ TEST_CASE("networks: output shapes of the feature heads on (2,1536,32,32)", "[ne
 
   SECTION("feature_adaptor, maps and patch rows agree") {
     adfw::FeatureAdaptorOptions o;
-    o.channels = 1536;
+    o.in_channels = 1536;
     adfw::FeatureAdaptor net(o);
     const torch::Tensor y = infer(net, features);
     CHECK(sizes(y) == std::vector<int64_t>{2, 1536, 32, 32});
@@ -167,7 +167,7 @@ TEST_CASE("networks: every name builds through the registry with TOML options", 
   CHECK(sizes(infer(*disc, torch::rand({1, 6, 32, 32}))) == std::vector<int64_t>{1, 1, 32, 32});
   auto riad = make("riad_unet", toml::table{{"base_width", 8}, {"up_mode", "bilinear"}, {"output_activation", "none"}});
   CHECK(sizes(infer(*riad, image)) == std::vector<int64_t>{1, 3, 32, 32});
-  auto adaptor = make("feature_adaptor", toml::table{{"channels", 24}, {"bias", false}});
+  auto adaptor = make("feature_adaptor", toml::table{{"in_channels", 24}, {"bias", false}});
   CHECK(adaptor->module()->parameters().size() == 1);
   auto seg = make("ssn_segmentation_head", toml::table{{"in_channels", 24}, {"hidden", 16}});
   CHECK(sizes(infer(*seg, torch::randn({2, 24, 4, 4}))) == std::vector<int64_t>{2, 1, 4, 4});
@@ -181,7 +181,7 @@ TEST_CASE("networks: every name builds through the registry with TOML options", 
   CHECK(sizes(infer(*diff, torch::rand({1, 4, 16, 16}), torch::tensor({5}))) == std::vector<int64_t>{1, 7, 16, 16});
 
   SECTION("option errors") {
-    CHECK_THROWS_AS(make("feature_adaptor"), adfw::ConfigError);  // channels is required
+    CHECK_THROWS_AS(make("feature_adaptor"), adfw::ConfigError);  // in_channels "auto" needs a method to settle it
     CHECK_THROWS_AS(make("draem_reconstructive", toml::table{{"base_widht", 8}}), adfw::ConfigError);
     CHECK_THROWS_AS(make("riad_unet", toml::table{{"up_mode", "nearest"}}), adfw::ConfigError);
     CHECK_THROWS_AS(make("diffusion_unet", toml::table{{"out_channels", 6}}), adfw::ConfigError);
@@ -226,7 +226,7 @@ TEST_CASE("networks: feature-head parameter counts match the references", "[netw
   // Linear(C -> 1024) + BatchNorm1d(1024), Linear(1024 -> 1) without bias.
   CHECK(count_parameters(dsc) == (c * 1024 + 1024) + 2 * 1024 + 1024);
   adfw::FeatureAdaptorOptions ao;
-  ao.channels = c;
+  ao.in_channels = c;
   adfw::FeatureAdaptor adaptor(ao);
   CHECK(count_parameters(adaptor) == c * c + c);
 }
@@ -278,7 +278,7 @@ TEST_CASE("networks: a backward pass reaches every parameter", "[network]") {
   SECTION("feature heads") {
     const torch::Tensor f = torch::randn({2, 24, 6, 6});
     adfw::FeatureAdaptorOptions a;
-    a.channels = 24;
+    a.in_channels = 24;
     adfw::FeatureAdaptor adaptor(a);
     require_gradients_everywhere(adaptor, f);
     adfw::SsnSegmentationHeadOptions s;

@@ -49,6 +49,22 @@ struct GridGeometry {
   static GridGeometry centred(int64_t stride);
 };
 
+/// What a tap gives, declared without running the network: its channels and its stride (input
+/// pixels per grid cell; 0 for taps without a spatial grid: pool, logits, class tokens).
+struct TapInfo {
+  int64_t channels = 0;
+  int64_t stride = 0;
+  bool spatial() const { return stride > 0; }
+};
+
+/// The input sides a backbone takes: multiples of `multiple` (a ViT's patch size), unless `fit`
+/// ("pad" or "resize", the backbone option named `option`) brings other sizes to the next one.
+struct InputSizeRule {
+  int64_t multiple = 1;
+  std::string fit = "error";
+  std::string option;  ///< the backbone option choosing `fit` ("" when the backbone takes any size)
+};
+
 class Backbone {
  public:
   static constexpr const char* family = "backbone";
@@ -65,6 +81,10 @@ class Backbone {
   virtual int64_t channels(const std::string& tap) const = 0;
   /// Input pixels per output position of a tap (0 for taps without a spatial grid: pool, logits).
   virtual int64_t stride(const std::string& tap) const = 0;
+  /// channels() and stride() of a tap together.
+  TapInfo tap_info(const std::string& tap) const { return {channels(tap), stride(tap)}; }
+  /// Input sides this backbone takes (default: any).
+  virtual InputSizeRule input_rule() const { return {}; }
   /// The grid of a spatial tap for an input of height x width pixels. The default is
   /// GridGeometry::centred(stride(tap)), exact for patch embeddings (ViT).
   virtual GridGeometry grid(const std::string& tap, int64_t height, int64_t width) const;
@@ -97,6 +117,22 @@ std::vector<std::string> select_taps(const std::vector<std::string>& requested,
 
 /// Checks a forward() input: 4-D, 3 channels, floating point, spatial size >= `min_size`.
 void check_input(const torch::Tensor& x, const std::string& who, int64_t min_size = 1);
+
+/// The multiples of `multiple` nearest to `side`: the largest <= side (at least `multiple`) and the
+/// smallest >= side; equal when `side` is one.
+std::pair<int64_t, int64_t> nearest_multiples(int64_t side, int64_t multiple);
+
+/// Checks an input size (height x width, read from the config key `key`) against the backbone's
+/// InputSizeRule: a ConfigError names the key, the value, the two nearest valid sizes and the
+/// backbone option (`backbone_path`.<rule.option>) that pads or resizes instead.
+void check_input_size(const Backbone& b, int64_t height, int64_t width, const std::string& key,
+                      const std::string& backbone_path);
+
+/// Sum of the channels of `taps`, each required to be spatial (ConfigError naming `layers_key`
+/// otherwise); `source` receives a description such as "the backbone taps layer2 (512) + layer3
+/// (1024)" for contract errors.
+int64_t spatial_channels(const Backbone& b, const std::vector<std::string>& taps, const std::string& layers_key,
+                         std::string* source = nullptr);
 
 }  // namespace backbone
 }  // namespace adfw

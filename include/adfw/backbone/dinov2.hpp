@@ -83,6 +83,7 @@ struct DinoV2Options {
   bool reshape = true;
   bool class_token = false;
   bool trainable = false;
+  std::string fit_input = "error";
 
   template <class V>
   void fields(V& v) {
@@ -99,6 +100,12 @@ struct DinoV2Options {
     v("reshape", reshape, "return patch tokens as (N, D, h, w) maps; false = (N, h*w, D) tokens");
     v("class_token", class_token, "also return each tap's class token as \"<tap>.cls\" (N, D)");
     v("trainable", trainable, "fine-tune: gradients on and train mode (default frozen, eval mode)");
+    v("fit_input", fit_input,
+      "input sides that are not multiples of the patch size (14): \"error\" refuses them when the method is "
+      "built (default); \"pad\" zero-pads the normalised input at the bottom and right to the next multiple (the "
+      "grid then reaches past the image by under one patch); \"resize\" resizes it bilinearly to the next "
+      "multiple (the grid then covers exactly the image)",
+      Check::one_of({"error", "pad", "resize"}));
   }
 };
 
@@ -113,9 +120,17 @@ class DinoV2Backbone : public Backbone {
   std::map<std::string, torch::Tensor> forward(const torch::Tensor& x) override;
   int64_t channels(const std::string& tap) const override;
   int64_t stride(const std::string& tap) const override;
+  /// Multiples of the patch size, or any size with fit_input "pad" / "resize".
+  InputSizeRule input_rule() const override;
+  /// With fit_input "resize" the cells are spread over the image (stride 14 x side / resized side,
+  /// from the height axis); otherwise centred patches of the patch size.
+  GridGeometry grid(const std::string& tap, int64_t height, int64_t width) const override;
   Normalization normalization() const override { return Normalization::imagenet(); }
   torch::nn::Module& module() override { return *net_; }
   DinoVisionTransformer& net() { return net_; }
+  /// The input as the ViT sees it: unchanged, or padded / resized to the next multiple of the
+  /// patch size as fit_input says (fit_input "error" leaves a bad size to the ViT's own check).
+  torch::Tensor fit(const torch::Tensor& x) const;
   const std::filesystem::path& weights_path() const { return weights_path_; }
 
  private:

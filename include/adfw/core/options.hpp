@@ -74,6 +74,24 @@ struct RawTable {
   toml::table table;
 };
 
+/// An integer option that the code building a component may settle: `"auto"` in TOML (no value)
+/// or a number. A method sets an "auto" input width from whatever feeds that part (a backbone's
+/// taps, an adaptor) and checks a given number against it (Slot::settle in registry.hpp).
+struct AutoInt {
+  std::optional<int64_t> value;  ///< empty = "auto"
+
+  AutoInt() = default;
+  AutoInt(int64_t v) : value(v) {}  // NOLINT: `o.in_channels = 24` reads naturally
+  static AutoInt automatic() { return {}; }
+  bool is_auto() const { return !value.has_value(); }
+  /// The number; ConfigError naming `key` while it is still "auto" (a part built on its own,
+  /// outside the method that would settle it).
+  int64_t get(const std::string& key) const;
+  /// "auto" or the number, as written in TOML.
+  std::string str() const { return value ? std::to_string(*value) : std::string("\"auto\""); }
+  bool operator==(const AutoInt& o) const { return value == o.value; }
+};
+
 /// Position of a TOML node (file:line:col), for error messages.
 SourcePos pos_of(const toml::node& n);
 /// "integer 3", "string \"abc\"", "table" ... for type errors.
@@ -208,6 +226,20 @@ struct FieldIO<T, std::enable_if_t<detail::has_fields<T>::value>> {
   static toml::table write(const T& v) { return write_options(v); }
 };
 
+template <>
+struct FieldIO<AutoInt> {
+  static std::string type_name() { return "integer or \"auto\""; }
+  static void read(const toml::node& n, AutoInt& out, const std::string& path) {
+    if (n.is_string() && n.as_string()->get() == "auto") {
+      out = AutoInt::automatic();
+      return;
+    }
+    if (!n.is_integer())
+      throw config_error(pos_of(n), path, "expected an integer or \"auto\", got " + describe_node(n));
+    out = AutoInt(n.as_integer()->get());
+  }
+};
+
 /// Custom field types (Slot<I>) declare `using adfw_custom_field = void;` and implement
 /// `read_toml(node, path)`, `to_toml()`, `static type_name()` and `docs()`.
 template <class T>
@@ -225,6 +257,8 @@ std::string violation_of(const T& v, const Check& c) {
     return c.violation(static_cast<double>(v));
   } else if constexpr (std::is_same_v<T, std::string>) {
     return c.violation(v);
+  } else if constexpr (std::is_same_v<T, AutoInt>) {
+    return v.is_auto() ? std::string() : c.violation(static_cast<double>(*v.value));
   } else if constexpr (is_vector<T>::value) {
     for (const auto& e : v) {
       std::string w = violation_of(e, c);
@@ -261,7 +295,12 @@ struct Writer {
   toml::table out;
   template <class T>
   void operator()(const char* name, const T& field, const char* /*doc*/, const Check& = {}) {
-    out.insert_or_assign(name, FieldIO<T>::write(field));
+    if constexpr (std::is_same_v<T, AutoInt>) {
+      if (field.is_auto()) out.insert_or_assign(name, "auto");
+      else out.insert_or_assign(name, *field.value);
+    } else {
+      out.insert_or_assign(name, FieldIO<T>::write(field));
+    }
   }
 };
 
@@ -282,6 +321,8 @@ struct Describer {
     } else if constexpr (is_custom_field<T>::value) {
       d.default_value = field.default_str();
       d.children = field.docs();
+    } else if constexpr (std::is_same_v<T, AutoInt>) {
+      d.default_value = field.str();
     } else {
       toml::table holder;
       holder.insert_or_assign("v", FieldIO<T>::write(field));

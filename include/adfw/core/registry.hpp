@@ -40,6 +40,28 @@ class RegistryBase {
 };
 
 namespace detail {
+
+/// Visits an options struct and settles its integer option `key` to `value` (see Slot::settle).
+struct IntSettler {
+  std::string key, value_source, path;
+  int64_t value = 0;
+  bool found = false;
+
+  template <class T>
+  void operator()(const char* name, T& field, const char* /*doc*/, const Check& = {}) {
+    if (key != name) return;
+    if constexpr (std::is_same_v<T, AutoInt>) {
+      found = true;
+      if (field.is_auto()) field = AutoInt(value);
+      else check(*field.value);
+    } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      found = true;
+      check(static_cast<int64_t>(field));
+    }
+  }
+  void check(int64_t given) const;
+};
+
 /// The single table of registries, owned by libadfw. Returns the registry for `family`,
 /// creating it with `create` on first use.
 RegistryBase& registry_for(const std::string& family, const std::function<RegistryBase*()>& create);
@@ -68,6 +90,9 @@ class Registry final : public RegistryBase {
     std::function<toml::table(const void*)> write;
     std::function<std::vector<OptionDoc>()> describe;
     std::function<std::unique_ptr<I>(const void*)> make;
+    /// A copy of the options with integer option `key` settled (detail::IntSettler); null when
+    /// the entry has no such option.
+    std::function<OptionsPtr(const void*, detail::IntSettler&)> settle;
   };
 
   static Registry& instance() {
@@ -98,6 +123,11 @@ class Registry final : public RegistryBase {
     e.write = [](const void* p) { return write_options(*static_cast<const O*>(p)); };
     e.describe = [] { return describe_options(O{}); };
     e.make = [](const void* p) -> std::unique_ptr<I> { return std::make_unique<C>(*static_cast<const O*>(p)); };
+    e.settle = [](const void* p, detail::IntSettler& s) -> OptionsPtr {
+      auto o = std::make_shared<O>(*static_cast<const O*>(p));
+      o->fields(s);
+      return s.found ? std::static_pointer_cast<void>(o) : nullptr;
+    };
     entries_.emplace(name, std::move(e));
     return true;
   }
@@ -170,9 +200,28 @@ class Slot {
     return Registry<I>::instance().at(type_).make(options_.get());
   }
 
+  /// The dotted key path this slot was read from ("" for a slot left at its default).
+  const std::string& path() const { return path_; }
+
+  /// Settles the chosen component's integer option `key` to `value`, which `source` decides (the
+  /// part feeding it, e.g. "the backbone's taps layer2 + layer3"): "auto" takes the value; a number
+  /// must equal it, else a ConfigError names the key path (`fallback_path` when the slot was not
+  /// read from TOML) and both numbers. The slot then holds a settled copy of its options (copies
+  /// of the slot made before keep theirs). Returns false when the component has no option `key`.
+  bool settle(const std::string& key, int64_t value, const std::string& source, const std::string& fallback_path) {
+    if (type_.empty()) return false;
+    ensure_options();
+    detail::IntSettler s{key, source, join_key(path_.empty() ? fallback_path : path_, key), value};
+    auto settled = Registry<I>::instance().at(type_).settle(options_.get(), s);
+    if (!settled) return false;
+    options_ = std::move(settled);
+    return true;
+  }
+
   // --- options.hpp custom-field protocol ---
   static std::string type_name() { return std::string(I::family) + " component"; }
   void read_toml(const toml::node& n, const std::string& path) {
+    path_ = path;
     if (!n.is_table()) throw config_error(pos_of(n), path, "expected a table with a 'type' key, got " + describe_node(n));
     const auto& t = *n.as_table();
     const auto& reg = Registry<I>::instance();
@@ -201,6 +250,7 @@ class Slot {
     if (!options_ && !type_.empty()) options_ = Registry<I>::instance().at(type_).default_options();
   }
   std::string type_;
+  std::string path_;
   mutable std::shared_ptr<void> options_;
 };
 

@@ -57,6 +57,10 @@ struct ExperimentOptions {
 /// Reads and validates an experiment; the name defaults to the file's stem.
 ExperimentOptions read_experiment(const LoadedConfig& config);
 
+/// Refuses an input size (input.center_crop, else input.resize) that the method's backbone cannot
+/// take, naming the key, the value and the nearest valid sizes (a ConfigError before fitting starts).
+void check_input_size(const ExperimentOptions& e, const Method& method);
+
 /// How the command line asks for a run.
 struct RunRequest {
   std::string run_id;           ///< "" = a new time-stamped id

@@ -67,10 +67,16 @@ struct Prediction {
   torch::Tensor scores;  ///< (N,) float32 on CPU; larger = more anomalous
 };
 
+class Backbone;
+
 class Method {
  public:
   static constexpr const char* family = "method";
   virtual ~Method() = default;
+
+  /// The backbone that sees the input images (null for methods without one), so a run can check
+  /// the configured input size against what it takes before any data is read.
+  virtual const Backbone* backbone() const { return nullptr; }
 
   /// Input normalisation the method needs (a TransformOptions::normalize name, e.g. from its
   /// backbone: "imagenet", "mobilenet", "none"), or "" to take the experiment's setting.

@@ -250,7 +250,9 @@ class SuperSimpleNet : public Method {
       v("embedding", embedding,
         "aggregation simplenet: patch size, per-layer and final pooled lengths (SimpleNet: 3, "
         "pretrain_embed_dimension 1536, target_embed_dimension 1536); the adaptor's channels = target_dim");
-      v("adaptor", adaptor, "feature adaptor (1x1 conv; its channels must equal the taps' total)");
+      v("adaptor", adaptor,
+        "feature adaptor (1x1 conv, C -> C); its in_channels \"auto\" = the aggregated features' C (the taps' "
+        "total, or embedding.target_dim), which also feeds the heads' in_channels \"auto\"");
       v("noise", noise, "feature-space anomaly synthesis (supersimplenet: Perlin-masked; simplenet: whole map)");
       v("segmentation", segmentation,
         "head giving the anomaly logit map (N,1,h,w) (SuperSimpleNet head; SimpleNet discriminator)");
@@ -315,15 +317,28 @@ class SuperSimpleNet : public Method {
     torch::Tensor adapted, raw_map, map, score_logits, scores;
   };
   Inference infer(const torch::Tensor& features, int64_t height, int64_t width);
-  /// Builds the networks for `channels` feature channels (fit() does this; tests call it).
-  void build(const RunContext& ctx);
+  /// Channels C of the aggregated features, declared by the backbone's taps (aggregation
+  /// "supersimplenet": their total; "simplenet": embedding.target_dim); `source` receives what
+  /// decides it, for contract errors.
+  int64_t feature_channels(std::string* source = nullptr) const;
+  /// Builds the networks (fit() does this; tests call it) for the backbone's feature channels, or
+  /// for `channels` features of another origin (tests feeding reference features).
+  void build(const RunContext& ctx, int64_t channels = 0);
+  const Backbone* backbone() const override { return backbone_.get(); }
   /// A trained part after build(): "adaptor", "segmentation" or "classification".
   Network& part(const std::string& name);
 
  private:
   StateLayout layout();
+  /// The network slots with their "auto" in_channels settled for `channels` feature channels
+  /// (a given number checked: ConfigError naming the key path and both numbers).
+  struct Parts {
+    Slot<Network> adaptor, segmentation, classification;
+  };
+  Parts settle_parts(int64_t channels, const std::string& source) const;
   Options opt_;
   std::unique_ptr<Backbone> backbone_;
+  Parts parts_;
   std::unique_ptr<Network> adaptor_, seg_, cls_;
   std::unique_ptr<FeatureNoise> noise_;
   MapScoring scoring_;

@@ -63,6 +63,7 @@ class PatchCore : public Method {
   };
   explicit PatchCore(const Options& o);
   std::string normalization() const override;
+  const Backbone* backbone() const override { return backbone_.get(); }
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
@@ -111,6 +112,7 @@ class PaDiM : public Method {
   };
   explicit PaDiM(const Options& o);
   std::string normalization() const override;
+  const Backbone* backbone() const override { return backbone_.get(); }
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;
@@ -165,6 +167,7 @@ class AnomalyDINO : public Method {
   };
   explicit AnomalyDINO(const Options& o);
   std::string normalization() const override;
+  const Backbone* backbone() const override { return backbone_.get(); }
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
   nlohmann::json summary() const override;

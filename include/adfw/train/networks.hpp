@@ -151,15 +151,15 @@ class RiadUNet final : public Network {
 // Feature-level heads (SuperSimpleNet, SimpleNet)
 
 struct FeatureAdaptorOptions {
-  int64_t channels = 0;
+  AutoInt in_channels;
   bool bias = true;
 
   template <class V>
   void fields(V& v) {
-    v("channels", channels,
-      "feature channels C (required: the backbone's concatenated patch-feature width, e.g. 1536 for WRN50 "
-      "layer2+layer3)",
-      Check::at_least(0));
+    v("in_channels", in_channels,
+      "feature channels C, in and out; \"auto\" (default) = what the method feeds it (the backbone's "
+      "aggregated patch-feature width, e.g. 1536 for WRN50 layer2+layer3)",
+      Check::at_least(1));
     v("bias", bias, "learn a bias (default true, as SuperSimpleNet's Conv2d and SimpleNet's Linear)");
   }
 };
@@ -181,13 +181,14 @@ class FeatureAdaptor final : public Network {
 };
 
 struct SsnSegmentationHeadOptions {
-  int64_t in_channels = 0;
+  AutoInt in_channels;
   int64_t hidden = 1024;
   double negative_slope = 0.2;
 
   template <class V>
   void fields(V& v) {
-    v("in_channels", in_channels, "feature channels C (required, e.g. 1536)", Check::at_least(0));
+    v("in_channels", in_channels, "feature channels C; \"auto\" (default) = what the method feeds it (e.g. 1536)",
+      Check::at_least(1));
     v("hidden", hidden, "hidden channels of the 1x1 conv (default 1024)", Check::at_least(1));
     v("negative_slope", negative_slope, "LeakyReLU slope after the BatchNorm (default 0.2, as the reference)",
       Check::range(0, 1));
@@ -210,14 +211,15 @@ class SsnSegmentationHead final : public Network {
 };
 
 struct SsnClassificationHeadOptions {
-  int64_t in_channels = 0;
+  AutoInt in_channels;
   int64_t hidden = 128;
   int64_t kernel_size = 5;
 
   template <class V>
   void fields(V& v) {
-    v("in_channels", in_channels, "feature channels C, without the map channel (required, e.g. 1536)",
-      Check::at_least(0));
+    v("in_channels", in_channels,
+      "feature channels C, without the map channel; \"auto\" (default) = what the method feeds it (e.g. 1536)",
+      Check::at_least(1));
     v("hidden", hidden, "channels of the conv block (default 128)", Check::at_least(1));
     v("kernel_size", kernel_size, "odd kernel size of the conv block, 'same' padding (default 5)",
       Check::at_least(1));
@@ -243,7 +245,7 @@ class SsnClassificationHead final : public Network {
 };
 
 struct SimpleNetDiscriminatorOptions {
-  int64_t in_channels = 0;
+  AutoInt in_channels;
   int64_t layers = 2;
   int64_t hidden = 1024;
   double negative_slope = 0.2;
@@ -251,7 +253,8 @@ struct SimpleNetDiscriminatorOptions {
 
   template <class V>
   void fields(V& v) {
-    v("in_channels", in_channels, "feature channels C (required, e.g. 1536)", Check::at_least(0));
+    v("in_channels", in_channels, "feature channels C; \"auto\" (default) = what the method feeds it (e.g. 1536)",
+      Check::at_least(1));
     v("layers", layers,
       "layers in all: layers-1 blocks of Linear + BatchNorm1d + LeakyReLU, then Linear -> 1 without bias "
       "(default 2)",
