@@ -463,7 +463,7 @@ std::map<std::string, FamilyRecipes> recipes() {
         {"pixel_auroc", metric},
         {"pixel_f1_max", metric}}},
       {"network", networks()},
-      {"postprocess", {{"gaussian", post}, {"mean_filter", post}, {"upsample", post}}},
+      {"postprocess", {{"gaussian", post}, {"log1p", post}, {"mean_filter", post}, {"upsample", post}}},
       {"synthesizer",
        {{"cutpaste", synthesizer_recipe()},
         {"perlin_color", synthesizer_recipe()},

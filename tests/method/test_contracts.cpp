@@ -29,7 +29,7 @@ int64_t first_in(Network& n) { return n.module()->parameters().front().size(1); 
 
 }  // namespace
 
-TEST_CASE("contracts: an 'auto' in_channels is written and described as \"auto\"; numbers stay numbers",
+TEST_CASE("contracts: an 'auto' in_channels is written and described as \"auto\", numbers stay numbers",
           "[contracts]") {
   FeatureAdaptorOptions o;
   CHECK(o.in_channels.is_auto());

@@ -69,6 +69,7 @@ SegDec::Targets fixture_targets(const StateDict& io, const std::vector<std::stri
 
 TEST_CASE("segdec parity: labels, loss masks, targets and network input match the reference data code",
           "[parity][segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   ADFW_REQUIRE_SHARED(dir, "fixtures/methods/segdec");
   const StateDict io = load_state_dict(dir / "segdec_io.safetensors");
   const fs::path tmp = test::temp_dir("segdec_parity_data");
@@ -130,6 +131,7 @@ TEST_CASE("segdec parity: labels, loss masks, targets and network input match th
 
 TEST_CASE("segdec parity: balancing, training iterations, gradients with multiplier 0 and 1, SGD and eval",
           "[parity][segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   ADFW_REQUIRE_SHARED(dir, "fixtures/methods/segdec");
   const StateDict io = load_state_dict(dir / "segdec_io.safetensors");
   const StateDict weights = load_state_dict(dir / "segdec_weights.safetensors");

@@ -34,6 +34,7 @@ std::map<std::string, torch::Tensor> decision_grads(double multiplier, const tor
 }  // namespace
 
 TEST_CASE("segdec: dynamic balancing weights per epoch", "[segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   SegDec::Options o;
   o.trainer.epochs = 50;
   o.delta = 2.0;
@@ -55,6 +56,7 @@ TEST_CASE("segdec: dynamic balancing weights per epoch", "[segdec]") {
 
 TEST_CASE("segdec: the gradient multiplier scales what the decision loss sends into the segmentation network",
           "[segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   torch::manual_seed(3);
   const torch::Tensor images = torch::rand({1, 3, 128, 64});
   const auto g0 = decision_grads(0.0, images);
@@ -81,6 +83,7 @@ TEST_CASE("segdec: the gradient multiplier scales what the decision loss sends i
 }
 
 TEST_CASE("segdec: distance-transform loss weights of a hand-computed mask", "[segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   // A 3x3 square with a pixel touching its corner diagonally (one 8-connected component) and a
   // lone pixel in the top-right corner (a second component).
   torch::Tensor m = torch::zeros({7, 7});
@@ -107,6 +110,7 @@ TEST_CASE("segdec: distance-transform loss weights of a hand-computed mask", "[s
 }
 
 TEST_CASE("segdec: image-labelled samples get no segmentation loss", "[segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   RunContext run;
   SegDec s(small_options(0.0));
   s.build(run);
@@ -193,6 +197,7 @@ TEST_CASE("loader: balanced samplers hold every anomalous image and as many norm
 
 TEST_CASE("segdec: the fitted state, saved and loaded into a fresh instance, gives the same maps and scores",
           "[segdec]") {
+  adfw::test::load_builtin_plugins();  // the scoring slots' registered reducers
   RunContext a;
   a.seeds.experiment = 1;
   SegDec fitted(small_options(0.0));
