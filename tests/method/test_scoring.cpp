@@ -20,7 +20,7 @@
 #include "support.hpp"
 
 using namespace adfw;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 
 namespace {
 
