@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <iomanip>
 #include <map>
 #include <set>
@@ -763,13 +762,7 @@ std::string sweep_report_html(const table::RunSet& set, const table::TableOption
   std::vector<double> row_x(t.rows.size(), NAN);
   std::size_t numeric_rows = 0;
   for (std::size_t ri = 0; ri < t.rows.size(); ++ri) {
-    char* end = nullptr;
-    const std::string& l = t.rows[ri].label;
-    const double v = std::strtod(l.c_str(), &end);
-    if (!l.empty() && end == l.c_str() + l.size() && std::isfinite(v)) {
-      row_x[ri] = v;
-      ++numeric_rows;
-    }
+    if (table::parses_as_number(t.rows[ri].label, &row_x[ri])) ++numeric_rows;
   }
   // Axis titles for the keys the engine records in metrics.json's protocol.
   const std::map<std::string, std::string> kKeyTitles = {

@@ -79,6 +79,15 @@ std::string value_label(const toml::node* node) {
   return sweep::canonical_value(*node);
 }
 
+bool parses_as_number(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !std::isfinite(v)) return false;
+  if (out) *out = v;
+  return true;
+}
+
 RunSet load_runs(const fs::path& input, const fs::path& output) {
   RunSet set;
   sweep::Manifest m;
@@ -256,15 +265,6 @@ std::string key_label(const RunRecord& r, const std::string& key) {
     return v.is_string() ? v.get<std::string>() : v.dump();
   }
   return value_label(at_key(r.config, key));
-}
-
-bool parses_as_number(const std::string& s, double* out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (end != s.c_str() + s.size() || !std::isfinite(v)) return false;
-  if (out) *out = v;
-  return true;
 }
 
 std::string seed_of(const RunRecord& r) {

@@ -107,4 +107,8 @@ std::string latex_escape(const std::string& text);
 /// as canonical TOML.
 std::string value_label(const toml::node* node);
 
+/// Whether a row or column label is a number (the whole label), and its value in `out`: numeric
+/// rows are sorted by value and plotted against it.
+bool parses_as_number(const std::string& label, double* out = nullptr);
+
 }  // namespace adfw::table
