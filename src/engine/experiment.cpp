@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include <sys/resource.h>
+
 #include "adfw/backbone/backbone.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
@@ -21,6 +23,22 @@
 namespace fs = std::filesystem;
 
 namespace adfw {
+
+namespace {
+
+// What this process has used so far: user and system CPU seconds over all its threads (the figure a
+// CPU budget is stated in, unlike wall time, which depends on what else runs on the machine) and
+// its peak resident memory. A resumed run counts only the process that finished it.
+nlohmann::json process_resources() {
+  rusage u{};
+  if (::getrusage(RUSAGE_SELF, &u) != 0) return nlohmann::json::object();
+  const auto seconds = [](const timeval& t) { return double(t.tv_sec) + 1e-6 * double(t.tv_usec); };
+  return {{"cpu_user_seconds", seconds(u.ru_utime)},
+          {"cpu_system_seconds", seconds(u.ru_stime)},
+          {"peak_rss_mb", double(u.ru_maxrss) / 1024.0}};  // ru_maxrss is in KiB on Linux
+}
+
+}  // namespace
 
 std::unique_ptr<Loader> FitContext::loader(const std::vector<SampleInfo>& samples, LoaderOptions options,
                                            SampleHook hook) const {
@@ -214,6 +232,17 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
                            {"test_images_per_second", test_seconds > 0 ? test.size() / test_seconds : 0.0},
                            {"test_stages", stage_json}};
   nlohmann::json metrics = evaluate_and_report(in, e.eval, folder.dir(), protocol);
+  // After the evaluation, so that the figures cover the whole run; the report writes after this.
+  const nlohmann::json resources = process_resources();
+  for (const auto& [k, v] : resources.items()) timing[k] = v;
+  if (!resources.empty()) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1) << "CPU " << (timing["cpu_user_seconds"].get<double>() +
+                                                            timing["cpu_system_seconds"].get<double>()) / 60.0
+       << " min (user + system), peak RSS " << std::setprecision(2) << timing["peak_rss_mb"].get<double>() / 1024.0
+       << " GiB";
+    log_info(os.str());
+  }
   metrics["method"] = method->summary();
   metrics["timing"] = timing;
   metrics["experiment"] = e.name;

@@ -16,6 +16,12 @@ for key in image_auroc image_ap pixel_auroc pixel_ap aupro; do
     echo "FAILED: $key: run $a, eval-maps on the saved maps $b"; fail=1
   fi
 done
+# The run records what it used: CPU seconds and peak memory, both positive (the run took some CPU
+# and LibTorch alone is over 50 MB resident).
+cpu=$(value cpu_user_seconds "$dir/metrics.json"); rss=$(value peak_rss_mb "$dir/metrics.json")
+if [ -z "$cpu" ] || [ -z "$rss" ] || ! awk -v c="$cpu" -v r="$rss" 'BEGIN { exit !(c > 0 && r > 50) }'; then
+  echo "FAILED: timing.cpu_user_seconds '$cpu' / timing.peak_rss_mb '$rss' missing or implausible"; fail=1
+fi
 # The metadata lists the image paths in the order of per_image.csv.
 n=$(($(wc -l < "$dir/per_image.csv") - 1))
 first=$(sed -n '2p' "$dir/per_image.csv" | cut -d, -f1)
