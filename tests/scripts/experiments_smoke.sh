@@ -2,7 +2,8 @@
 # Every experiment file in experiments/ (with the swap cells of experiments/ablations/; its sweep
 # files, which name a `base`, are left to the sweep tests) runs end to end under the smoke preset
 # on the demo data, writes a complete run folder (with the fitted model), and its resolved
-# config.toml runs again to the same metrics.
+# config.toml runs again to the same metrics. With ADFW_SMOKE_RECORD=<file> it also appends each
+# experiment's metrics to that file (see below).
 set -euo pipefail
 . "$(dirname "$0")/common.bash" "$@"
 shared=${ADFW_SHARED:-$src/../shared}
@@ -73,6 +74,12 @@ while IFS= read -r exp; do
   if ! diff <(grep -v run_folder "$work/out.json") <(grep -v run_folder "$work/out2.json") > /dev/null; then
     echo "FAILED: $exp: rerun of the resolved config gave different metrics"; diff "$work/out.json" "$work/out2.json" || true
     status=1
+  fi
+  # ADFW_SMOKE_RECORD=<file>: one line per experiment with its full-precision metrics, to compare
+  # two trees (before and after a restructuring) with `diff`.
+  if [ -n "${ADFW_SMOKE_RECORD:-}" ]; then
+    printf '%s\t%s\n' "$exp" "$(tr -d '\n' < "$dir/metrics.json" | grep -o '"metrics": *{[^}]*}' | sed -n 1p | tr -s ' ')" \
+      >> "$ADFW_SMOKE_RECORD"
   fi
 # Every experiment file, the single-run ablations in experiments/ablations included; sweep files
 # (a `base` key before any table, run by `adfw sweep`) are left out: their base experiments run
