@@ -80,17 +80,25 @@ void load_plugins_in(const fs::path& dir) {
   for (const auto& e : fs::directory_iterator(dir))
     if (e.is_regular_file() && e.path().extension() == ".so") files.push_back(e.path());
   std::sort(files.begin(), files.end());
-  for (const auto& f : files) load_plugin(f);
+  for (const auto& f : files) {
+    // A search path, first folder wins: a plugin whose file name is already loaded from an earlier
+    // folder (the set of a second adfw build or installation) is skipped, not registered twice.
+    bool shadowed = false;
+    for (const auto& l : loaded_plugins()) shadowed = shadowed || l.filename() == f.filename();
+    if (!shadowed) load_plugin(f);
+  }
 }
 
 std::vector<fs::path> default_plugin_locations() {
   std::vector<fs::path> out;
-  const fs::path here = exe_dir();
-  if (!here.empty()) out.push_back(here.parent_path() / ADFW_PLUGIN_SUBDIR);
+  // The plugins built with the libadfw this process runs come first (they share its ABI), then
+  // those below the executable's prefix; the two are one folder unless the executable was copied.
   // ADFW_PLUGIN_SUBDIR is "lib/adfw/plugins" below the prefix; libadfw itself lives in <prefix>/lib.
-  if (const fs::path lib = library_dir(); !lib.empty()) {
-    const fs::path beside = lib / fs::path(ADFW_PLUGIN_SUBDIR).lexically_relative("lib");
-    if (std::find(out.begin(), out.end(), beside) == out.end()) out.push_back(beside);
+  if (const fs::path lib = library_dir(); !lib.empty())
+    out.push_back(lib / fs::path(ADFW_PLUGIN_SUBDIR).lexically_relative("lib"));
+  if (const fs::path here = exe_dir(); !here.empty()) {
+    const fs::path below = here.parent_path() / ADFW_PLUGIN_SUBDIR;
+    if (std::find(out.begin(), out.end(), below) == out.end()) out.push_back(below);
   }
   if (const char* env = std::getenv("ADFW_PLUGIN_PATH")) {
     std::stringstream ss(env);

@@ -31,4 +31,11 @@ expect 2 "method.gaussian.window: value 4 is even; expected odd, >= 1" run "$src
 printf '[data]\ntype = "mvtec"\nroot = "%s/nowhere"\n[method]\ntype = "padim"\n[method.backbone]\ntype = "resnet"\narch = "resnet18"\nweights = "random"\n' "$work" > "$work/nodata.toml"
 expect 1 "$work/nowhere" run "$work/nodata.toml" --output "$work/runs"
 grep -q '"state": "failed"' "$work"/runs/nodata/*/status.json || { echo "FAILED: failed run not recorded in status.json"; fail=1; }
+# A copied executable with its own plugin folder (a second installation) still loads each plugin
+# once: the plugins beside the libadfw it runs shadow the copies of the same name.
+mkdir -p "$work/copy/bin" "$work/copy/lib/adfw/plugins"
+cp "$adfw" "$work/copy/bin/" && cp "$build"/lib/adfw/plugins/*.so "$work/copy/lib/adfw/plugins/"
+if ! "$work/copy/bin/adfw" list method > "$work/copy.txt" 2>&1 || [ "$(grep -c '^  patchcore ' "$work/copy.txt")" != 1 ]; then
+  echo "FAILED: a copied adfw with its own plugin folder:"; cat "$work/copy.txt"; fail=1
+fi
 exit $fail
