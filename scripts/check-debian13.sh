@@ -160,6 +160,16 @@ fi
 EOF
 )
 phase "build and test in the Debian 13 root"
+# The build folder inside the root serves one checkout: Ninja trusts file times, and objects built
+# from another checkout can be newer than this one's sources (a clone made before that build).
+# A build folder made from another checkout starts afresh (the compiler cache keeps that cheap).
+source_stamp="$root/adfw/build/.adfw-source"
+if [ -d "$root/adfw/build" ] && [ "$(cat "$source_stamp" 2> /dev/null)" != "$repo" ]; then
+  echo "check-debian13.sh: the build folder in the root was made from another checkout; starting it afresh"
+  rm -rf "$root/adfw/build"
+fi
+mkdir -p "$root/adfw/build"
+echo "$repo" > "$source_stamp"
 INNER=$inner JOBS=$jobs QUICKSTART=$quickstart unshare --mount --propagation private bash -c '
   set -euo pipefail
   root=$1 repo=$2 shared=$3; shift 3
