@@ -6,6 +6,9 @@
 #include "adfw/data/dataset.hpp"
 #include "adfw/method/trained.hpp"
 #include "adfw/train/losses.hpp"
+#include "methods/draem/draem.hpp"
+#include "methods/riad/riad.hpp"
+#include "methods/supersimplenet/supersimplenet.hpp"
 #include "support.hpp"
 
 namespace fs = std::filesystem;

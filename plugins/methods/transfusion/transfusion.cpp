@@ -1,4 +1,4 @@
-#include "adfw/method/transfusion.hpp"
+#include "methods/transfusion/transfusion.hpp"
 
 #include <cmath>
 
