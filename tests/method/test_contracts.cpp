@@ -5,7 +5,7 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
 #include "adfw/engine/experiment.hpp"
-#include "adfw/train/networks.hpp"
+#include "adfw/train/networks/feature_heads.hpp"
 #include "methods/padim/padim.hpp"
 #include "methods/supersimplenet/supersimplenet.hpp"
 #include "support.hpp"

@@ -4,8 +4,8 @@
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/rng.hpp"
-#include "adfw/synth/image_synth.hpp"
 #include "adfw/synth/perlin.hpp"
+#include "adfw/synth/transparency.hpp"
 
 namespace adfw {
 
