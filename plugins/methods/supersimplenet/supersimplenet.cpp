@@ -127,6 +127,7 @@ Network& SuperSimpleNet::part(const std::string& name) {
 SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std::mt19937_64& rng,
                                                          const torch::Device& device) {
   torch::Tensor f = features(batch.images.to(device));
+  if (opt_.synthesis == "image") return step_tensors_image(f, batch);
   // The draws depend only on the shape, which the adaptor (C -> C) keeps.
   return step_tensors(f, batch, noise_->draw(f, rng));
 }
@@ -165,6 +166,38 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f,
   return st;
 }
 
+SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors_image(const torch::Tensor& f, const Batch& batch) {
+  const torch::Device device = f.device();
+  torch::Tensor a = adaptor_->forward(f);
+  // The anomalies are in the images already: their masks (synthetic or real) come to the feature
+  // grid exactly as the feature noise brings real masks there (downscale_mask), image-label-only
+  // anomalies keep weight 0 in pixel losses.
+  const torch::Tensor pixel_weights = pixel_loss_weights(batch);
+  StepTensors st;
+  st.adapted = a;
+  st.perturbed = a;
+  torch::Tensor seg = seg_->forward(a);
+  st.outputs["segmentation"] = seg;
+  if (cls_) st.outputs["score"] = cls_->forward(a, opt_.stop_grad ? seg.detach() : seg).reshape({-1});
+  st.targets["mask"] = downscale_mask((batch.masks * pixel_weights).to(device), a.size(2), a.size(3));
+  st.targets["label"] = batch.labels.to(device).to(torch::kFloat32);
+  st.weights["mask"] = pixel_weights.to(device);
+  return st;
+}
+
+SampleHook SuperSimpleNet::image_synthesis_hook() const {
+  std::shared_ptr<Synthesizer> synth = opt_.synthesizer.make();
+  return [synth](Sample& s, std::mt19937_64& rng) {
+    if (s.info.label != 0) return;  // a real anomaly (supervised training) stays as it is
+    SynthResult r = synth->apply(s.image, rng);
+    s.image = r.image;
+    s.mask = r.mask;
+    s.has_mask = true;
+    s.info.label = r.label;
+    if (r.label) s.info.supervision = Supervision::pixel_mask;
+  };
+}
+
 LossValues SuperSimpleNet::losses(const StepTensors& st) const {
   return evaluate_losses(opt_.losses, st.outputs, st.targets, st.weights);
 }
@@ -186,6 +219,8 @@ void SuperSimpleNet::fit(FitContext& ctx) {
     backbone_->module().eval();
     return losses(step_tensors(b, rng, device));
   };
+  // Made here, not in the constructor: a fitted model loaded for prediction needs no textures.
+  if (opt_.synthesis == "image") spec.hook = image_synthesis_hook();
   spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
   trained_ = train(ctx, opt_.trainer, spec);
 }
@@ -238,6 +273,8 @@ nlohmann::json SuperSimpleNet::summary() const {
   nlohmann::json j = trained_.to_json();
   j["method"] = opt_.classify ? "supersimplenet" : "supersimplenet (no classification head)";
   j["losses"] = losses_json(opt_.losses);
+  j["synthesis"] = opt_.synthesis == "image" ? "image space: synthesizer " + opt_.synthesizer.type()
+                                             : "feature space: noise " + opt_.noise.type();
   return j;
 }
 

@@ -20,6 +20,7 @@
 #include "adfw/method/trained.hpp"
 #include "adfw/metric/reducers.hpp"
 #include "adfw/synth/feature_noise.hpp"
+#include "adfw/synth/synthesizer.hpp"
 #include "adfw/train/loss.hpp"
 #include "adfw/train/network.hpp"
 #include "adfw/train/trainer.hpp"
@@ -36,6 +37,8 @@ class SuperSimpleNet : public Method {
     PatchAggregationOptions embedding;
     Slot<Network> adaptor{"feature_adaptor"};
     Slot<FeatureNoise> noise{"supersimplenet"};
+    std::string synthesis = "feature";
+    Slot<Synthesizer> synthesizer{"perlin_self"};
     Slot<Network> segmentation{"ssn_segmentation_head"};
     Slot<Network> classification{"ssn_classification_head"};
     bool classify = true;
@@ -68,6 +71,14 @@ class SuperSimpleNet : public Method {
         "feature adaptor (1x1 conv, C -> C); its in_channels \"auto\" = the aggregated features' C (the taps' "
         "total, or embedding.target_dim), which also feeds the heads' in_channels \"auto\"");
       v("noise", noise, "feature-space anomaly synthesis (supersimplenet: Perlin-masked; simplenet: whole map)");
+      v("synthesis", synthesis,
+        "where training anomalies are made: \"feature\" = `noise` on the adapted features (SuperSimpleNet, "
+        "SimpleNet); \"image\" = `synthesizer` on the normal training images (DRAEM-style), which then go "
+        "through the backbone, their masks brought to the feature grid like real masks (bilinear, >= 0.5)",
+        Check::one_of({"feature", "image"}));
+      v("synthesizer", synthesizer,
+        "synthesis \"image\": the image-space synthesizer applied to each normal training image in the loader "
+        "(e.g. perlin_texture with a DTD folder, cutpaste); real anomalous training images keep their own labels");
       v("segmentation", segmentation,
         "head giving the anomaly logit map (N,1,h,w) (SuperSimpleNet head; SimpleNet discriminator)");
       v("classification", classification, "image-level head on [features, map] (SuperSimpleNet)");
@@ -122,6 +133,12 @@ class SuperSimpleNet : public Method {
   /// One training step from aggregated `features` (N,C,h,w) of `batch` (its masks, labels and
   /// supervision; images unused) with the noise draws given.
   StepTensors step_tensors(const torch::Tensor& features, const Batch& batch, const FeatureNoiseDraws& draws);
+  /// synthesis "image": a step whose anomalies are already in the images (from image_synthesis_hook):
+  /// the heads on the clean adapted features, targets the batch's masks at the feature grid and its labels.
+  StepTensors step_tensors_image(const torch::Tensor& features, const Batch& batch);
+  /// synthesis "image": the loader hook that puts a synthetic anomaly into each normal training
+  /// sample (image 0..1 before normalisation; mask, label and pixel supervision set from the result).
+  SampleHook image_synthesis_hook() const;
   /// The configured losses of a step, as training computes them.
   LossValues losses(const StepTensors& st) const;
   /// Inference from aggregated features: the adapted features, the head's raw map (N,1,h,w), the
