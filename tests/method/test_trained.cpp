@@ -42,6 +42,15 @@ fs::path make_ksdd2(const fs::path& root) {
   return root;
 }
 
+/// The training samples of a make_ksdd2 set with N = 2 pixel-labelled and M = 2 image-labelled anomalies.
+std::vector<SampleInfo> ksdd2_train(const std::string& name) {
+  Ksdd2Options d;
+  d.root = make_ksdd2(test::temp_dir(name)).string();
+  d.n_pixel_labelled = 2;
+  d.n_image_labelled = 2;
+  return Ksdd2Dataset(d).samples(Split::train);
+}
+
 SuperSimpleNet::Options ssn_options(int64_t channels) {
   const std::string text = "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\n"
                            "layers = ['layer1', 'layer2']\n"
@@ -58,12 +67,7 @@ SuperSimpleNet::Options ssn_options(int64_t channels) {
 
 TEST_CASE("supersimplenet: pixel losses only where pixel masks exist (mixed supervision)", "[method-trained]") {
   test::load_builtin_plugins();
-  const fs::path root = make_ksdd2(test::temp_dir("ssn_ksdd2"));
-  Ksdd2Options d;
-  d.root = root.string();
-  d.n_pixel_labelled = 2;
-  d.n_image_labelled = 2;
-  const auto train = Ksdd2Dataset(d).samples(Split::train);
+  const auto train = ksdd2_train("ssn_ksdd2");
   REQUIRE(train.size() == 10);
   int n_pixel = 0, n_image = 0;
   for (const auto& s : train) {
@@ -195,12 +199,7 @@ TEST_CASE("trained methods: the published recipes are the defaults", "[method-tr
 
 TEST_CASE("supersimplenet: an image-space synthesizer feeds the backbone (synthesis = \"image\")", "[method-trained]") {
   test::load_builtin_plugins();
-  const fs::path root = make_ksdd2(test::temp_dir("ssn_image_synth"));
-  Ksdd2Options d;
-  d.root = root.string();
-  d.n_pixel_labelled = 2;
-  d.n_image_labelled = 2;
-  const auto train = Ksdd2Dataset(d).samples(Split::train);
+  const auto train = ksdd2_train("ssn_image_synth");
   REQUIRE(train.size() == 10);
 
   SuperSimpleNet::Options o = ssn_options(64 + 128);
