@@ -6,7 +6,8 @@
 #include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
-#include "adfw/train/networks.hpp"
+#include "adfw/train/networks/diffusion_unet.hpp"
+#include "adfw/train/networks/draem_unets.hpp"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
-#include "adfw/synth/image_synth.hpp"
+#include "adfw/synth/perlin_blend.hpp"
 #include "adfw/synth/preview.hpp"
 
 namespace fs = std::filesystem;

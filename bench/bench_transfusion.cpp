@@ -9,7 +9,7 @@
 
 #include "adfw/core/plugin.hpp"
 #include "adfw/core/threads.hpp"
-#include "adfw/method/transfusion.hpp"
+#include "methods/transfusion/transfusion.hpp"
 
 namespace {
 

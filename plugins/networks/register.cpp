@@ -1,5 +1,8 @@
 #include "adfw/core/registry.hpp"
-#include "adfw/train/networks.hpp"
+#include "adfw/train/networks/diffusion_unet.hpp"
+#include "adfw/train/networks/draem_unets.hpp"
+#include "adfw/train/networks/feature_heads.hpp"
+#include "adfw/train/networks/riad_unet.hpp"
 
 ADFW_REGISTER(adfw::Network, adfw::DraemReconstructive, "draem_reconstructive",
               "DRAEM reconstructive sub-network: encoder/decoder without skips, (N,3,H,W) -> (N,3,H,W)");

@@ -1,8 +1,10 @@
 // Registers the anomaly synthesizers (image space), feature-noise generators and latent-space
 // (vector-quantised) anomaly generators.
 #include "adfw/core/registry.hpp"
+#include "adfw/synth/cutpaste.hpp"
 #include "adfw/synth/feature_noise.hpp"
-#include "adfw/synth/image_synth.hpp"
+#include "adfw/synth/perlin_blend.hpp"
+#include "adfw/synth/transparency.hpp"
 
 ADFW_REGISTER(adfw::Synthesizer, adfw::PerlinTextureSynthesizer, "perlin_texture",
               "DRAEM: folder textures (DTD) with 3 of 10 augmentations, blended through a Perlin mask");

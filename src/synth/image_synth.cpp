@@ -1,4 +1,6 @@
-#include "adfw/synth/image_synth.hpp"
+#include "adfw/synth/cutpaste.hpp"
+#include "adfw/synth/perlin_blend.hpp"
+#include "adfw/synth/transparency.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -9,7 +9,7 @@
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
-#include "adfw/synth/image_synth.hpp"
+#include "adfw/synth/perlin_blend.hpp"
 
 namespace fs = std::filesystem;
 

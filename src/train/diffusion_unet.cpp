@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "adfw/core/error.hpp"
-#include "adfw/train/networks.hpp"
+#include "adfw/train/networks/diffusion_unet.hpp"
 
 namespace adfw {
 namespace {

@@ -1,6 +1,9 @@
-// DRAEM, RIAD and the feature-level heads of SuperSimpleNet and SimpleNet; see
-// include/adfw/train/networks.hpp. The diffusion U-Net is in diffusion_unet.cpp.
-#include "adfw/train/networks.hpp"
+// DRAEM, RIAD and the feature-level heads of SuperSimpleNet and SimpleNet (declared in
+// include/adfw/train/networks/), in one file because they share the private conv helpers below.
+// The diffusion U-Net is in diffusion_unet.cpp.
+#include "adfw/train/networks/draem_unets.hpp"
+#include "adfw/train/networks/feature_heads.hpp"
+#include "adfw/train/networks/riad_unet.hpp"
 
 #include <cmath>
 #include <sstream>

@@ -5,9 +5,9 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
 #include "adfw/engine/experiment.hpp"
-#include "adfw/method/trained.hpp"
-#include "adfw/method/training_free.hpp"
-#include "adfw/train/networks.hpp"
+#include "adfw/train/networks/feature_heads.hpp"
+#include "methods/padim/padim.hpp"
+#include "methods/supersimplenet/supersimplenet.hpp"
 #include "support.hpp"
 
 using namespace adfw;

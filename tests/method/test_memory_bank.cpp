@@ -6,8 +6,8 @@
 
 #include <algorithm>
 
+#include "adfw/method/features.hpp"
 #include "adfw/method/memory_bank.hpp"
-#include "adfw/method/training_free.hpp"
 #include "support.hpp"
 
 namespace {

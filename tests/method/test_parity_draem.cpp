@@ -25,9 +25,9 @@
 // whose kernels round differently.
 #include <set>
 
-#include "adfw/method/trained.hpp"
 #include "adfw/metric/reducers.hpp"
 #include "adfw/train/losses.hpp"
+#include "methods/draem/draem.hpp"
 #include "parity.hpp"
 
 using namespace adfw;

@@ -2,8 +2,8 @@
 // for-visual-anomaly-detection test.py, train.py, losses/, models/unet.py):
 // ../shared/fixtures/methods/riad, README section "methods/riad/". riad_unet at base width 4 on
 // 64 x 64 images in [-1, 1], batch 2, through adfw's own RIAD code path.
-#include "adfw/method/trained.hpp"
 #include "adfw/train/losses.hpp"
+#include "methods/riad/riad.hpp"
 #include "parity.hpp"
 
 using namespace adfw;

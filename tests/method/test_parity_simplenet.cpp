@@ -6,7 +6,7 @@
 #include "catch_compat.hpp"
 
 #include "adfw/core/options.hpp"
-#include "adfw/method/trained.hpp"
+#include "methods/supersimplenet/supersimplenet.hpp"
 #include "parity.hpp"
 
 using namespace adfw;

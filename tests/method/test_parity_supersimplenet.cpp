@@ -6,8 +6,8 @@
 #include "catch_compat.hpp"
 
 #include "adfw/core/options.hpp"
-#include "adfw/method/trained.hpp"
 #include "adfw/train/losses.hpp"
+#include "methods/supersimplenet/supersimplenet.hpp"
 #include "parity.hpp"
 
 using namespace adfw;

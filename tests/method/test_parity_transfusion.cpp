@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "adfw/core/options.hpp"
-#include "adfw/method/transfusion.hpp"
 #include "adfw/train/losses.hpp"
+#include "methods/transfusion/transfusion.hpp"
 #include "parity.hpp"
 
 using namespace adfw;

@@ -6,6 +6,9 @@
 #include "adfw/data/dataset.hpp"
 #include "adfw/method/trained.hpp"
 #include "adfw/train/losses.hpp"
+#include "methods/draem/draem.hpp"
+#include "methods/riad/riad.hpp"
+#include "methods/supersimplenet/supersimplenet.hpp"
 #include "support.hpp"
 
 namespace fs = std::filesystem;
@@ -39,6 +42,15 @@ fs::path make_ksdd2(const fs::path& root) {
   return root;
 }
 
+/// The training samples of a make_ksdd2 set with N = 2 pixel-labelled and M = 2 image-labelled anomalies.
+std::vector<SampleInfo> ksdd2_train(const std::string& name) {
+  Ksdd2Options d;
+  d.root = make_ksdd2(test::temp_dir(name)).string();
+  d.n_pixel_labelled = 2;
+  d.n_image_labelled = 2;
+  return Ksdd2Dataset(d).samples(Split::train);
+}
+
 SuperSimpleNet::Options ssn_options(int64_t channels) {
   const std::string text = "[backbone]\ntype = 'resnet'\narch = 'resnet18'\nweights = 'random'\n"
                            "layers = ['layer1', 'layer2']\n"
@@ -55,12 +67,7 @@ SuperSimpleNet::Options ssn_options(int64_t channels) {
 
 TEST_CASE("supersimplenet: pixel losses only where pixel masks exist (mixed supervision)", "[method-trained]") {
   test::load_builtin_plugins();
-  const fs::path root = make_ksdd2(test::temp_dir("ssn_ksdd2"));
-  Ksdd2Options d;
-  d.root = root.string();
-  d.n_pixel_labelled = 2;
-  d.n_image_labelled = 2;
-  const auto train = Ksdd2Dataset(d).samples(Split::train);
+  const auto train = ksdd2_train("ssn_ksdd2");
   REQUIRE(train.size() == 10);
   int n_pixel = 0, n_image = 0;
   for (const auto& s : train) {
@@ -188,4 +195,72 @@ TEST_CASE("trained methods: the published recipes are the defaults", "[method-tr
   CHECK(r.cutout_sizes == std::vector<int64_t>{2, 4, 8, 16});
   REQUIRE(r.postprocess.parts().size() == 2);
   CHECK(r.postprocess.parts()[1].options<metric::GaussianOptions>().sigma == Approx(7.0));
+}
+
+TEST_CASE("supersimplenet: an image-space synthesizer feeds the backbone (synthesis = \"image\")", "[method-trained]") {
+  test::load_builtin_plugins();
+  const auto train = ksdd2_train("ssn_image_synth");
+  REQUIRE(train.size() == 10);
+
+  SuperSimpleNet::Options o = ssn_options(64 + 128);
+  read_options(o, toml::parse("synthesis = 'image'\n[synthesizer]\ntype = 'perlin_self'\nanomaly_probability = 1.0\n"),
+               "method");
+  SuperSimpleNet ssn(o);
+  TransformOptions t;
+  t.resize = 64;
+  LoaderOptions lo;
+  lo.batch_size = 10;
+  lo.num_workers = 0;
+  Loader plain(train, t, lo);
+  Loader synthetic(train, t, lo, ssn.image_synthesis_hook());
+  const auto clean = plain.next();
+  const auto batch = synthetic.next();
+  REQUIRE(clean);
+  REQUIRE(batch);
+  const int64_t n = batch->size();
+  int synthesised = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& info = batch->info[static_cast<std::size_t>(i)];
+    const bool real_anomaly = clean->info[static_cast<std::size_t>(i)].label == 1;
+    if (real_anomaly) {
+      // Real anomalies (supervised training) pass untouched, with their own supervision.
+      CHECK(torch::equal(batch->images[i], clean->images[i]));
+      CHECK(info.supervision == clean->info[static_cast<std::size_t>(i)].supervision);
+      continue;
+    }
+    // Normal images carry a synthetic anomaly: changed only inside its mask, labelled with pixels.
+    // (A Perlin mask can come out empty on a small image: then the image stays normal.)
+    const torch::Tensor m = batch->masks[i];
+    const bool anomalous = m.sum().item<double>() > 0;
+    synthesised += anomalous;
+    CHECK(info.label == (anomalous ? 1 : 0));
+    if (anomalous) CHECK(info.supervision == Supervision::pixel_mask);
+    CHECK(batch->has_mask[i].item<bool>());
+    const torch::Tensor outside = (1 - m).expand_as(batch->images[i]).to(torch::kBool);
+    CHECK(torch::equal(batch->images[i].masked_select(outside), clean->images[i].masked_select(outside)));
+    if (anomalous) CHECK_FALSE(torch::equal(batch->images[i], clean->images[i]));
+  }
+  CHECK(synthesised >= 3);
+
+  RunContext run;
+  run.seeds.experiment = 3;
+  ssn.build(run);
+  std::mt19937_64 rng(5);
+  const auto st = ssn.step_tensors(*batch, rng, torch::kCPU);
+  // No feature noise and no duplication: the heads see the adapted features of the synthetic images.
+  const torch::Tensor f = ssn.features(batch->images);
+  {
+    torch::NoGradGuard ng;
+    CHECK(torch::allclose(st.adapted, ssn.part("adaptor").forward(f), 1e-6, 1e-6));
+  }
+  CHECK(st.outputs.at("segmentation").size(0) == n);
+  // Targets: the masks brought to the feature grid as real masks are, image-label-only anomalies
+  // with weight 0 (and no pixel target), labels as the batch has them.
+  const torch::Tensor w = pixel_loss_weights(*batch);
+  const torch::Tensor target = st.targets.at("mask");
+  CHECK(torch::equal(target, downscale_mask(batch->masks * w, f.size(2), f.size(3))));
+  CHECK(torch::equal(st.weights.at("mask"), w));
+  CHECK(torch::equal(st.targets.at("label"), batch->labels.to(torch::kFloat32)));
+  CHECK(target.sum().item<double>() > 0);
+  CHECK(ssn.summary().at("synthesis").get<std::string>() == "image space: synthesizer perlin_self");
 }

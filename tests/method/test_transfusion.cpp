@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "adfw/core/options.hpp"
-#include "adfw/method/transfusion.hpp"
+#include "methods/transfusion/transfusion.hpp"
 #include "support.hpp"
 
 using namespace adfw;

@@ -12,9 +12,11 @@
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
 #include "adfw/synth/augment.hpp"
+#include "adfw/synth/cutpaste.hpp"
 #include "adfw/synth/feature_noise.hpp"
-#include "adfw/synth/image_synth.hpp"
 #include "adfw/synth/perlin.hpp"
+#include "adfw/synth/perlin_blend.hpp"
+#include "adfw/synth/transparency.hpp"
 #include "support.hpp"
 
 using namespace adfw;

@@ -9,7 +9,10 @@
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/registry.hpp"
-#include "adfw/train/networks.hpp"
+#include "adfw/train/networks/diffusion_unet.hpp"
+#include "adfw/train/networks/draem_unets.hpp"
+#include "adfw/train/networks/feature_heads.hpp"
+#include "adfw/train/networks/riad_unet.hpp"
 #include "support.hpp"
 
 namespace {

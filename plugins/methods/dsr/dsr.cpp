@@ -5,11 +5,11 @@
 #include <filesystem>
 
 #include "adfw/core/checkpoint.hpp"
-#include "adfw/data/dataset.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/core/rng.hpp"
-#include "adfw/synth/image_synth.hpp"
+#include "adfw/data/dataset.hpp"
+#include "adfw/synth/perlin_blend.hpp"
 
 namespace adfw {
 

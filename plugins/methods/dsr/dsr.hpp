@@ -30,6 +30,7 @@
 #include "adfw/method/trained.hpp"
 #include "adfw/synth/latent_anomaly.hpp"
 #include "adfw/synth/perlin.hpp"
+#include "adfw/synth/synthesizer.hpp"
 #include "methods/dsr/dsr_networks.hpp"
 
 namespace adfw {

@@ -1,11 +1,11 @@
-#include "adfw/method/transfusion.hpp"
+#include "methods/transfusion/transfusion.hpp"
 
 #include <cmath>
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/rng.hpp"
-#include "adfw/synth/image_synth.hpp"
 #include "adfw/synth/perlin.hpp"
+#include "adfw/synth/transparency.hpp"
 
 namespace adfw {
 

@@ -1,10 +1,13 @@
-// The image-space synthesizers. Most share one recipe (DRAEM, ICCV 2021, data_loader.py):
-// draw a Perlin mask M, make an anomaly appearance A for the image, draw beta and blend
+// The Perlin-blend synthesizers (family "synthesizer"). They share one recipe (DRAEM, ICCV 2021,
+// VitjanZ/DRAEM data_loader.py): draw a Perlin mask M, make an anomaly appearance A for the image,
+// draw beta and blend
 //   out = img*(1-M) + (1-beta)*A*M + beta*img*M,
 // with the anomaly applied with some probability (else the image and a zero mask come back).
-// They differ only in where A comes from: textures from a folder (DRAEM: DTD), the image's own
-// shuffled patches (TransFusion "structure"), a solid colour (DSR stage 2) or Gaussian noise.
-// CutPaste (Li et al., CVPR 2021) and TransFusion's transparency-aware variant are separate.
+// They differ only in where A comes from: textures from a folder (perlin_texture; DRAEM: DTD), the
+// image's own shuffled patches (perlin_self; TransFusion "structure"), a solid colour
+// (perlin_color; DSR stage 2) or Gaussian noise (perlin_noise). Also the image conversions the
+// image-space synthesizers share. CutPaste is in cutpaste.hpp, TransFusion's transparency-aware
+// variant in transparency.hpp.
 #pragma once
 
 #include <memory>
@@ -231,119 +234,6 @@ class PerlinSourceSynthesizer final : public PerlinBlendSynthesizer {
 using PerlinSelfSynthesizer = PerlinSourceSynthesizer<SelfStructureSource>;
 using PerlinColorSynthesizer = PerlinSourceSynthesizer<SolidColorSource>;
 using PerlinNoiseSynthesizer = PerlinSourceSynthesizer<GaussianNoiseSource>;
-
-/// CutPaste (Li et al., CVPR 2021). Defaults are the paper's: "normal" patches cover 2-15% of
-/// the image with aspect ratio log-uniform in [0.3, 3.3]; "scar" patches are 2-16 px wide and
-/// 10-25 px long, rotated by up to +-45 degrees. Patches get colour jitter before pasting.
-struct CutPasteOptions {
-  std::string variant = "normal";
-  double anomaly_probability = 0.5;
-  double area_min = 0.02;
-  double area_max = 0.15;
-  double aspect_min = 0.3;
-  double aspect_max = 3.3;
-  double scar_width_min = 2;
-  double scar_width_max = 16;
-  double scar_length_min = 10;
-  double scar_length_max = 25;
-  double scar_rotation = 45;
-  double color_jitter = 0.1;
-
-  template <class V>
-  void fields(V& v) {
-    v("variant", variant, "normal: large rectangle; scar: thin rotated strip; random: either, 50/50",
-      Check::one_of({"normal", "scar", "random"}));
-    v("anomaly_probability", anomaly_probability, "probability that a patch is pasted at all",
-      Check::range(0, 1));
-    v("area_min", area_min, "normal patch area as a fraction of the image: U(area_min, area_max)",
-      Check::open_range(0, 1));
-    v("area_max", area_max, "upper end of the area fraction", Check::open_range(0, 1));
-    v("aspect_min", aspect_min, "width/height ratio is log-uniform in [aspect_min, aspect_max]",
-      Check::positive());
-    v("aspect_max", aspect_max, "upper end of the aspect ratio", Check::positive());
-    v("scar_width_min", scar_width_min, "scar width in pixels: U(scar_width_min, scar_width_max)",
-      Check::at_least(1));
-    v("scar_width_max", scar_width_max, "upper end of the scar width", Check::at_least(1));
-    v("scar_length_min", scar_length_min, "scar length in pixels: U(scar_length_min, scar_length_max)",
-      Check::at_least(1));
-    v("scar_length_max", scar_length_max, "upper end of the scar length", Check::at_least(1));
-    v("scar_rotation", scar_rotation, "scar rotation angle is U(-scar_rotation, scar_rotation) degrees",
-      Check::range(0, 180));
-    v("color_jitter", color_jitter, "brightness, contrast and saturation factors of the patch are "
-                                    "U(1-j, 1+j) (0 = pasted unchanged)",
-      Check::range(0, 1));
-  }
-  void validate() const;
-};
-
-class CutPasteSynthesizer final : public Synthesizer {
- public:
-  using Options = CutPasteOptions;
-  explicit CutPasteSynthesizer(const Options& options);
-  using Synthesizer::apply;
-  SynthResult apply(const torch::Tensor& image, std::mt19937_64& rng,
-                    const torch::Tensor& foreground) const override;
-
- private:
-  Options options_;
-};
-
-/// TransFusion (ECCV 2024; model/SyntAnomGenerator.py, model/TransFusion.py). The mask is
-/// |perlin| > 0.5 (times the foreground); the source is a texture (probability
-/// texture_probability) or the image's shuffled patches; a diffusion step t in [1, steps) sets
-/// the transparency: out = (1-M)*img + (1-b_t)*M*img + b_t*M*A with b_t = t/(steps-1). The hint
-/// mask is |perlin| > a threshold drawn by TransFusion's four-way rule, zero at t = steps-1
-/// (the network's input mask "mask_c").
-struct TransparencyOptions {
-  std::string folder;
-  std::vector<std::string> extensions{".jpg", ".jpeg", ".png", ".bmp"};
-  bool cache_textures = false;
-  double texture_probability = 0.5;
-  int grid = 8;
-  int n_ops = 3;
-  int steps = 20;
-  double anomaly_probability = 1.0;
-  PerlinOptions perlin = [] {
-    PerlinOptions p;
-    p.absolute = true;
-    return p;
-  }();
-
-  template <class V>
-  void fields(V& v) {
-    v("folder", folder, "texture folder (DTD); \"\" = structure sources only (needs texture_probability 0)");
-    v("extensions", extensions, "file name endings counted as images");
-    v("cache_textures", cache_textures, "keep decoded textures in memory");
-    v("texture_probability", texture_probability,
-      "probability of a texture source, else the image's shuffled patches (TransFusion: 0.5)",
-      Check::range(0, 1));
-    v("grid", grid, "patch grid of the structure source (TransFusion: 8)", Check::range(2, 256));
-    v("n_ops", n_ops, "DRAEM augmentation ops applied to either source", Check::range(0, 10));
-    v("steps", steps, "diffusion steps; the transparency is t/(steps-1) for t drawn in [1, steps) "
-                      "(TransFusion: 20)",
-      Check::range(2, 10000));
-    v("anomaly_probability", anomaly_probability,
-      "probability of an anomaly (TransFusion: 1; the transfusion method keeps the anomalies of the first "
-      "half of each training batch only, as TransFusion.py set_noise)",
-      Check::range(0, 1));
-    v("perlin", perlin, "mask generator (TransFusion: |noise| > 0.5, scale 2^[0,6), rotation +-90)");
-  }
-};
-
-class TransparencySynthesizer final : public Synthesizer {
- public:
-  using Options = TransparencyOptions;
-  explicit TransparencySynthesizer(const Options& options);
-  using Synthesizer::apply;
-  SynthResult apply(const torch::Tensor& image, std::mt19937_64& rng,
-                    const torch::Tensor& foreground) const override;
-
- private:
-  Options options_;
-  PerlinMaskGenerator perlin_;
-  PerlinMaskGenerator hint_;
-  std::shared_ptr<TextureLibrary> library_;
-};
 
 /// (3,H,W) float tensor -> H,W CV_32FC3 (copies).
 cv::Mat image_to_mat(const torch::Tensor& image);

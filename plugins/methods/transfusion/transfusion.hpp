@@ -3,7 +3,7 @@
 // model/SyntAnomGenerator.py, utils/EvaluationUtils.py) assembled from registered parts: a
 // diffusion U-Net (family "network"), the transparency synthesizer (family "synthesizer") and the
 // loss terms. Images are in [-1, 1] inside the method (the reference's range); the pipeline hands
-// it [0, 1] images (normalize = "none").
+// it [0, 1] images (normalize = "none"). Recipe, options and sources: README.md in this folder.
 //
 // Transparency forward process (TransFusion.py q_sample). With an anomaly-free image x0, an
 // anomaly appearance A, a binary mask M and eps = M*A, step t of T makes the anomaly more opaque:
@@ -25,6 +25,7 @@
 #include "adfw/core/registry.hpp"
 #include "adfw/method/method.hpp"
 #include "adfw/method/trained.hpp"
+#include "adfw/synth/synthesizer.hpp"
 
 namespace adfw {
 
