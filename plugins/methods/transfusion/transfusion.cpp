@@ -236,6 +236,9 @@ void TransFusion::fit(FitContext& ctx) {
     int64_t t = r.step;
     // A sample without an anomaly is shown at a random step (TransFusion.py loss draws t for all).
     if (t < 1) t = std::uniform_int_distribution<int64_t>(1, steps - 1)(rng);
+    // perlin_texture rotates the normal image before placing the anomaly (DRAEM's augmentation):
+    // x_0 is that rotated image, so the synthesizer's augmentation is kept, as DRAEM keeps it.
+    if (r.clean.defined()) s.image = r.clean;
     s.extras["source"] = r.source.defined() ? r.source : s.image;
     s.extras["hint"] = r.hint_mask.defined() ? r.hint_mask : torch::zeros_like(r.mask);
     s.extras["step"] = torch::full({1}, t, torch::kInt64);
