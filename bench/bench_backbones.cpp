@@ -1,6 +1,8 @@
 // Backbone throughput (images/s) on CPU (intra-op threads: ADFW_BENCH_THREADS, default 2), random
 // weights:
-// wide_resnet50_2 up to layer3 at 256x256, DINOv2 ViT-S/14 last block at 224 and 448; batch 1 and 8.
+// wide_resnet50_2 up to layer3 at 256x256 (the default fused inference, and eager for comparison:
+// bench/reference/resnet_forward.py times the same network from Python), DINOv2 ViT-S/14 last
+// block at 224 and 448; batch 1 and 8.
 // Warm-up, repetitions and the recorded conditions: bench_common.hpp.
 #include "bench_common.hpp"
 
@@ -21,12 +23,13 @@ void run(benchmark::State& state, adfw::Backbone& bb, int64_t size) {
                                                   benchmark::Counter::kIsRate);
 }
 
-void BM_WideResNet50_Layer3_256(benchmark::State& state) {
+void BM_WideResNet50_Layer3_256(benchmark::State& state, const std::string& inference) {
   adfw::bench::use_threads();
   adfw::ResNetOptions o;
   o.arch = "wide_resnet50_2";
   o.weights = "random";
   o.layers = {"layer2", "layer3"};
+  o.inference = inference;
   adfw::ResNetBackbone bb(o);
   run(state, bb, 256);
 }
@@ -42,7 +45,8 @@ void BM_DinoV2_ViTS14(benchmark::State& state, int64_t size) {
 
 }  // namespace
 
-BENCHMARK(BM_WideResNet50_Layer3_256)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+BENCHMARK_CAPTURE(BM_WideResNet50_Layer3_256, fused, "fused")->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+BENCHMARK_CAPTURE(BM_WideResNet50_Layer3_256, eager, "eager")->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 BENCHMARK_CAPTURE(BM_DinoV2_ViTS14, 224, 224)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 BENCHMARK_CAPTURE(BM_DinoV2_ViTS14, 448, 448)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 ADFW_BENCH_MAIN(2)

@@ -2,6 +2,8 @@
 #include "adfw/backbone/resnet.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/mkldnn_convolution.h>
+#include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 
 #include <cmath>
 
@@ -131,6 +133,106 @@ std::map<std::string, torch::Tensor> ResNetImpl::forward_taps(const torch::Tenso
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fused CPU inference
+// ---------------------------------------------------------------------------------------------
+// Eager LibTorch hands each convolution to oneDNN with dense NCHW tensors: every call reorders the
+// weights and the activations into oneDNN's blocked layout and back, and each BatchNorm is another
+// pass over memory. A frozen backbone's weights never change, so this plan does that work once:
+// BN folded into the convolution (w' = w * g / sqrt(v + eps), b' = b - m * g / sqrt(v + eps),
+// computed in float64), weights packed for oneDNN, and activations kept in the blocked layout from
+// the input to each tap, where they are turned back into dense tensors. The same rewrite is what
+// torch.jit.optimize_for_inference does to a frozen torchvision model.
+
+namespace {
+
+struct FusedConv {
+  torch::Tensor weight;  ///< oneDNN-packed, BN folded in
+  torch::Tensor bias;    ///< oneDNN tensor
+  std::vector<int64_t> stride, padding;
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    return at::mkldnn_convolution(x, weight, bias, padding, stride, {1, 1}, 1);
+  }
+};
+
+FusedConv fold(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+  torch::NoGradGuard no_grad;
+  const auto f64 = torch::kFloat64;
+  const torch::Tensor scale = bn->weight.to(f64) / torch::sqrt(bn->running_var.to(f64) + bn->options.eps());
+  const torch::Tensor w = (conv->weight.to(f64) * scale.view({-1, 1, 1, 1})).to(torch::kFloat32).contiguous();
+  const torch::Tensor b = (bn->bias.to(f64) - bn->running_mean.to(f64) * scale).to(torch::kFloat32).contiguous();
+  FusedConv f;
+  const auto& k = *conv->options.kernel_size();
+  const auto& st = *conv->options.stride();
+  f.stride = {st[0], st[1]};
+  f.padding = {(k[0] - 1) / 2, (k[1] - 1) / 2};  // every torchvision ResNet conv pads to "same"
+  f.weight = at::mkldnn_reorder_conv2d_weight(w.to_mkldnn(), f.padding, f.stride, {1, 1}, 1);
+  f.bias = b.to_mkldnn();
+  return f;
+}
+
+}  // namespace
+
+class ResNetFused {
+ public:
+  explicit ResNetFused(ResNetImpl& net) : net_(net) {
+    stem_ = fold(net.conv1_, net.bn1_);
+    for (const auto& layer : net.layers_) {
+      std::vector<Block> blocks;
+      for (const auto& m : *layer) {
+        const auto* b = m->as<ResNetBlockImpl>();
+        Block f;
+        f.bottleneck = b->bottleneck_;
+        f.convs.push_back(fold(b->conv1_, b->bn1_));
+        f.convs.push_back(fold(b->conv2_, b->bn2_));
+        if (b->bottleneck_) f.convs.push_back(fold(b->conv3_, b->bn3_));
+        if (b->down_conv_) f.down = std::make_unique<FusedConv>(fold(b->down_conv_, b->down_bn_));
+        blocks.push_back(std::move(f));
+      }
+      layers_.push_back(std::move(blocks));
+    }
+  }
+
+  /// The taps up to `deepest` (tap_depth), as ResNetImpl::forward_taps gives them.
+  std::map<std::string, torch::Tensor> forward(const torch::Tensor& x, const std::vector<std::string>& wanted,
+                                               int deepest) const {
+    std::map<std::string, torch::Tensor> out;
+    auto keep = [&](int depth, const torch::Tensor& t) {
+      const std::string& name = ResNetImpl::tap_names()[depth];
+      if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t.to_dense();
+    };
+    torch::Tensor h = stem_(x.contiguous().to_mkldnn()).relu_();
+    h = at::max_pool2d(h, {3, 3}, {2, 2}, {1, 1});
+    keep(0, h);
+    for (int s = 0; s < 4 && s < deepest; ++s) {
+      for (const Block& b : layers_[s]) {
+        torch::Tensor o = b.convs[0](h).relu_();
+        o = b.convs[1](o);
+        if (b.bottleneck) o = b.convs[2](o.relu_());
+        o.add_(b.down ? (*b.down)(h) : h);
+        h = o.relu_();
+      }
+      keep(s + 1, h);
+    }
+    if (deepest >= 5) {
+      torch::Tensor pooled = torch::flatten(F::adaptive_avg_pool2d(h.to_dense(), F::AdaptiveAvgPool2dFuncOptions(1)), 1);
+      keep(5, pooled);
+      if (deepest >= 6) out["logits"] = net_.fc_(pooled);
+    }
+    return out;
+  }
+
+ private:
+  struct Block {
+    bool bottleneck = false;
+    std::vector<FusedConv> convs;
+    std::unique_ptr<FusedConv> down;
+  };
+  ResNetImpl& net_;
+  FusedConv stem_;
+  std::vector<std::vector<Block>> layers_;
+};
+
 ResNetBackbone::ResNetBackbone(const Options& options) : options_(options) {
   ResNetConfig config = ResNetConfig::for_arch(options.arch);
   if (!options.blocks.empty()) config.blocks = options.blocks;
@@ -161,6 +263,9 @@ ResNetBackbone::ResNetBackbone(const Options& options) : options_(options) {
     load_checkpoint(*net_, weights_path_);
   }
   backbone::set_trainable(*net_, options.trainable);
+  // Folding and packing take about a second for a WideResNet: done here, with the weights, so
+  // that the first batch (and a benchmark's first iteration) does not pay for it.
+  fused_plan();
 }
 
 std::vector<std::string> ResNetBackbone::taps() const { return ResNetImpl::tap_names(); }
@@ -170,7 +275,46 @@ std::map<std::string, torch::Tensor> ResNetBackbone::forward(const torch::Tensor
   backbone::check_input(x, "resnet", 1);
   if (options_.trainable) return net_->forward_taps(x, selected_);
   torch::NoGradGuard no_grad;
+  if (x.device().is_cpu() && x.scalar_type() == torch::kFloat32) {
+    if (std::shared_ptr<const ResNetFused> plan = fused_plan()) {
+      int deepest = -1;
+      for (const auto& t : selected_) deepest = std::max(deepest, tap_depth(t));
+      return plan->forward(x, selected_, deepest);
+    }
+  }
   return net_->forward_taps(x, selected_);
+}
+
+namespace {
+// What the fused plan was built from: every parameter and buffer's storage and version counter
+// (bumped by any in-place change: copy_, a loaded checkpoint, an optimiser step). A plan whose
+// signature no longer matches is rebuilt, so the fused forward always uses the current weights.
+std::vector<int64_t> weight_signature(torch::nn::Module& net) {
+  std::vector<int64_t> sig;
+  for (const auto& t : net.parameters()) {
+    sig.push_back(reinterpret_cast<int64_t>(t.data_ptr()));
+    sig.push_back(static_cast<int64_t>(t._version()));
+  }
+  for (const auto& t : net.buffers()) {
+    sig.push_back(reinterpret_cast<int64_t>(t.data_ptr()));
+    sig.push_back(static_cast<int64_t>(t._version()));
+  }
+  return sig;
+}
+}  // namespace
+
+std::shared_ptr<const ResNetFused> ResNetBackbone::fused_plan() {
+  if (options_.trainable || options_.inference != "fused" || !at::hasMKLDNN()) return nullptr;
+  if (!net_->parameters().front().device().is_cpu() || net_->parameters().front().scalar_type() != torch::kFloat32)
+    return nullptr;
+  std::lock_guard<std::mutex> lock(fused_mutex_);
+  std::vector<int64_t> sig = weight_signature(*net_);
+  if (!fused_ || sig != fused_signature_) {
+    torch::NoGradGuard no_grad;
+    fused_ = std::make_shared<const ResNetFused>(*net_);
+    fused_signature_ = std::move(sig);
+  }
+  return fused_;
 }
 
 int64_t ResNetBackbone::channels(const std::string& tap) const {

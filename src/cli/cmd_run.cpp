@@ -41,9 +41,12 @@ int run_cmd(const std::vector<std::string>& args) {
   add_config_options(d, a);
   d.add_options()("run-id", po::value(&req.run_id), "name of the run folder (default: a time stamp)")(
       "resume", po::bool_switch(&req.resume), "continue an interrupted run in its folder (give the run folder or --run-id)")(
+      "trace", po::bool_switch(&req.trace),
+      "write <run>/trace.json: every stage (loading, synthesis, waits for batches, training steps, backbone, "
+      "search, ...) per thread on a timeline; open it in https://ui.perfetto.dev or chrome://tracing")(
       "threads", po::value(&req.threads), "threads (overrides the experiment's `threads`)")(
       "output", po::value(&req.output), "folder of run folders (overrides the experiment's `output`)");
-  const std::string usage = "adfw run <experiment.toml> [--set key=value]... [--preset name]... [--run-id id] [--resume]";
+  const std::string usage = "adfw run <experiment.toml> [--set key=value]... [--preset name]... [--run-id id] [--resume] [--trace]";
   auto vm = parse_args(args, d, usage);
   if (vm.count("help")) return 0;
   if (a.file.empty()) throw ConfigError("missing experiment file\nusage: " + usage);

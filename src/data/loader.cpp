@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "adfw/core/error.hpp"
+#include "adfw/core/stages.hpp"
 #include "random.hpp"
 
 namespace adfw {
@@ -135,6 +136,7 @@ Sample Loader::load(std::size_t index, int64_t epoch) {
   if (opt_.augment) transform_.augment(d, g);
   Sample s = transform_.to_sample(d, info);
   if (hook_) {
+    ScopedStage stage("load_sample_hook");  // an anomaly synthesizer, usually
     std::mt19937_64 hg(data_detail::mix_seed(opt_.seed, "loader/hook/" + std::to_string(epoch), index));
     try {
       hook_(s, hg);
@@ -147,6 +149,7 @@ Sample Loader::load(std::size_t index, int64_t epoch) {
 }
 
 Batch Loader::make_batch(const std::vector<std::size_t>& indices, int64_t epoch) {
+  ScopedStage stage("load_batch");
   std::vector<Sample> v;
   v.reserve(indices.size());
   for (std::size_t i : indices) v.push_back(load(i, epoch));
@@ -179,7 +182,11 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
     next_to_return_ = skip;
     started_ = true;
   }
-  for (int i = 0; i < opt_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+  for (int i = 0; i < opt_.num_workers; ++i)
+    workers_.emplace_back([this, i] {
+      Trace::name_thread("loader worker " + std::to_string(i + 1));
+      worker_loop();
+    });
 }
 
 void Loader::worker_loop() {

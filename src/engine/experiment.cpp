@@ -141,9 +141,41 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   FitContext fit{ctx, train, val, test, resolve_input(e, *method)};
   log_info("method: " + e.method.type() + " on " + std::to_string(train.size()) + " training images, device " +
            ctx.device.str() + ", " + std::to_string(threads) + " threads");
+  // --trace: every stage of the run on a timeline, written when the run ends (also when it fails).
+  struct TraceFile {
+    std::filesystem::path path;
+    ~TraceFile() {
+      if (path.empty()) return;
+      try {
+        Trace::write(path);
+        log_info("trace: " + path.string() + " (open in https://ui.perfetto.dev or chrome://tracing)");
+      } catch (const std::exception& ex) {
+        log_warn(std::string("could not write the trace: ") + ex.what());
+      }
+    }
+  } trace_file;
+  if (req.trace) {
+    Trace::start();
+    trace_file.path = folder.file("trace.json");
+  }
   const auto t0 = std::chrono::steady_clock::now();
+  // Training stages (waits for batches, steps, checkpoints, validation, and the loader workers'
+  // batches and synthesis): whether loading keeps ahead of the optimiser shows in
+  // timing.fit_stages.train_wait_for_batch.
+  StageTimes::start();
   method->fit(fit);
+  const std::map<std::string, StageTotals> fit_stages = StageTimes::stop();
   const double fit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  nlohmann::json fit_stage_json = nlohmann::json::object();
+  for (const auto& [name, t] : fit_stages)
+    fit_stage_json[name] = {{"seconds", t.seconds}, {"calls", t.calls}};
+  if (auto w = fit_stages.find("train_wait_for_batch"); w != fit_stages.end() && fit_seconds > 0) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(2) << "training waited " << w->second.seconds << " s for batches ("
+       << std::setprecision(1) << 100.0 * w->second.seconds / fit_seconds << " % of fitting, "
+       << w->second.calls << " batches)";
+    log_info(os.str());
+  }
   // The fitted model beside the config that built it: loading it into a method made from that
   // config (Method::load_state) gives this run's maps without fitting again.
   save_state_dict(method->state(), folder.file("model.safetensors"),
@@ -230,7 +262,8 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   nlohmann::json timing = {{"fit_seconds", fit_seconds},
                            {"test_seconds", test_seconds},
                            {"test_images_per_second", test_seconds > 0 ? test.size() / test_seconds : 0.0},
-                           {"test_stages", stage_json}};
+                           {"test_stages", stage_json},
+                           {"fit_stages", fit_stage_json}};
   nlohmann::json metrics = evaluate_and_report(in, e.eval, folder.dir(), protocol);
   // After the evaluation, so that the figures cover the whole run; the report writes after this.
   const nlohmann::json resources = process_resources();

@@ -17,6 +17,7 @@
 #include "adfw/core/log.hpp"
 #include "adfw/core/progress.hpp"
 #include "adfw/core/rng.hpp"
+#include "adfw/core/stages.hpp"
 #include "adfw/metric/curves.hpp"
 
 namespace fs = std::filesystem;
@@ -149,6 +150,7 @@ struct CheckpointFiles {
 
 void write_checkpoint(const CheckpointFiles& f, TrainSpec& spec, torch::optim::Optimizer& opt, const Position& p,
                       uint64_t seed) {
+  ScopedStage stage("train_checkpoint");
   fs::create_directories(f.dir);
   save_state_dict(gather_state(spec), f.model(p.step), {{"step", std::to_string(p.step)}});
   {
@@ -414,6 +416,7 @@ TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec&
     }
   };
   auto validate = [&](int64_t epoch) {
+    ScopedStage stage("train_validate");
     torch::NoGradGuard ng;
     set_modules_train(spec, false);
     double value = 0;
@@ -481,8 +484,15 @@ TrainSummary train_in_place(FitContext& ctx, const TrainerOptions& o, TrainSpec&
     if (spec.on_epoch) spec.on_epoch(pos.epoch);
     loader->start_epoch(pos.epoch, pos.batch);
     while (pos.step < total_steps) {
-      auto batch = loader->next();
+      std::optional<Batch> batch;
+      {
+        // Time the trainer waits for the loader: ~0 when loading and synthesis in the workers
+        // keep ahead of the steps (timing.fit_stages in metrics.json; `adfw run --trace`).
+        ScopedStage wait("train_wait_for_batch");
+        batch = loader->next();
+      }
       if (!batch) break;
+      ScopedStage step_stage("train_step");
       const int64_t unit = by_step ? pos.step : pos.epoch;
       const double factor = o.scheduler.factor(unit, sched_total);
       auto& groups = optimizer->param_groups();

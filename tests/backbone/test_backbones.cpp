@@ -52,11 +52,16 @@ TEST_CASE("ResNet family reproduces torchvision outputs from .pth and .safetenso
     // The same weights re-saved as safetensors by our writer must load to the same outputs.
     const auto st_copy = adfw::test::temp_dir("resnet") / (c.arch + ".safetensors");
     adfw::save_state_dict(adfw::load_state_dict(dir / c.file), st_copy);
-    for (const auto& weights : {(dir / c.file).string(), st_copy.string()}) {
+    // Both forwards of a frozen backbone: BN folded into oneDNN convolutions ("fused", the
+    // default) and torchvision's module-by-module one ("eager").
+    for (const auto& [weights, inference] : {std::pair{(dir / c.file).string(), std::string("fused")},
+                                             std::pair{(dir / c.file).string(), std::string("eager")},
+                                             std::pair{st_copy.string(), std::string("fused")}}) {
       adfw::ResNetOptions o;
       o.arch = c.arch;
       o.weights = weights;
       o.blocks = c.blocks;
+      o.inference = inference;
       o.layers = {"layer1", "layer2", "layer3", "layer4", "logits"};
       adfw::ResNetBackbone net(o);
       CHECK(net.normalization().name == "imagenet");
@@ -67,7 +72,7 @@ TEST_CASE("ResNet family reproduces torchvision outputs from .pth and .safetenso
         REQUIRE(out.size() == 5);
         for (const std::string tap : {"layer1", "layer2", "layer3", "layer4", "logits"}) {
           const double tol = (tap == "layer4" || tap == "logits") ? 1e-3 : 1e-4;
-          check_close(out.at(tap), ref(io, prefix + tap), c.arch + " " + weights + " " + prefix + tap, tol);
+          check_close(out.at(tap), ref(io, prefix + tap), c.arch + " " + inference + " " + weights + " " + prefix + tap, tol);
           if (tap != "logits") CHECK(out.at(tap).size(1) == net.channels(tap));
         }
         CHECK(out.at("layer3").size(2) * net.stride("layer3") == ref(io, prefix.empty() ? "input" : "input_nonsquare").size(2));
@@ -93,6 +98,52 @@ TEST_CASE("ResNet runs only as deep as the selected taps and honours trainable",
   CHECK(g.at("layer2").requires_grad());
   o.layers = {"layer9"};
   CHECK_THROWS_AS(adfw::ResNetBackbone(o), adfw::ConfigError);
+}
+
+TEST_CASE("fused ResNet inference equals the eager forward at every tap", "[backbone]") {
+  // Random weights with non-trivial BN statistics, so that folding BN into the convolutions is
+  // actually exercised (torchvision's init leaves BN the identity).
+  for (const std::string arch : {"resnet18", "wide_resnet50_2"}) {
+    adfw::ResNetOptions o;
+    o.arch = arch;
+    o.weights = "random";
+    o.blocks = {1, 2, 1, 1};
+    o.layers = {"stem", "layer1", "layer2", "layer3", "layer4", "pool", "logits"};
+    o.inference = "eager";
+    adfw::ResNetBackbone eager(o);
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(5);
+      for (auto& b : eager.module().named_buffers()) {
+        if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.2, 0.2);
+        if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+      }
+      for (auto& p : eager.module().named_parameters()) {
+        if (p.value().dim() == 1 && p.key().find("bn") != std::string::npos) p.value().uniform_(0.5, 1.5);
+        if (p.value().dim() == 1 && p.key().find("downsample.1") != std::string::npos) p.value().uniform_(0.5, 1.5);
+      }
+    }
+    o.inference = "fused";
+    adfw::ResNetBackbone fused(o);
+    adfw::StateDict w;
+    for (const auto& p : eager.module().named_parameters()) w[p.key()] = p.value();
+    for (const auto& b : eager.module().named_buffers()) w[b.key()] = b.value();
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : fused.module().named_parameters()) p.value().copy_(w.at(p.key()));
+      for (auto& b : fused.module().named_buffers()) b.value().copy_(w.at(b.key()));
+    }
+    const torch::Tensor x = torch::randn({2, 3, 72, 88});
+    const auto a = fused.forward(x), b = eager.forward(x);
+    REQUIRE(a.size() == 7);
+    for (const auto& [tap, want] : b) {
+      INFO(arch << " " << tap);
+      REQUIRE(a.at(tap).sizes() == want.sizes());
+      CHECK(a.at(tap).is_contiguous());
+      CHECK_FALSE(a.at(tap).is_mkldnn());
+      check_close(a.at(tap), want, arch + " fused " + tap, 1e-4);
+    }
+  }
 }
 
 TEST_CASE("DINOv2 reproduces the hub model (plain and register variants)", "[backbone]") {

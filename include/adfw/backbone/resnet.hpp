@@ -5,6 +5,9 @@
 // BatchNorm eps 1e-5, width = planes * width_per_group / 64.
 #pragma once
 
+#include <memory>
+#include <mutex>
+
 #include "adfw/backbone/backbone.hpp"
 #include "adfw/core/options.hpp"
 
@@ -28,6 +31,7 @@ class ResNetBlockImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
+  friend class ResNetFused;
   bool bottleneck_;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr}, down_conv_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr}, down_bn_{nullptr};
@@ -45,6 +49,7 @@ class ResNetImpl : public torch::nn::Module {
   const ResNetConfig& config() const { return config_; }
 
  private:
+  friend class ResNetFused;
   ResNetConfig config_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
@@ -60,6 +65,7 @@ struct ResNetOptions {
   std::vector<std::string> layers = {"layer2", "layer3"};
   std::vector<int64_t> blocks = {};
   bool trainable = false;
+  std::string inference = "fused";
 
   template <class V>
   void fields(V& v) {
@@ -76,8 +82,19 @@ struct ResNetOptions {
       "blocks per stage overriding the arch's (4 values, e.g. [1,1,1,1] for a cut-down checkpoint); "
       "[] = the arch's own");
     v("trainable", trainable, "fine-tune: gradients on and train mode (default frozen, eval mode)");
+    v("inference", inference,
+      "forward of a frozen backbone on the CPU: \"fused\" folds every BatchNorm into its convolution "
+      "and runs oneDNN kernels on weights packed once (equal to \"eager\" within float rounding); "
+      "\"eager\" runs the modules as torchvision does. Trainable, non-CPU or non-float32 runs are "
+      "always eager",
+      Check::one_of({"fused", "eager"}));
   }
 };
+
+/// A frozen ResNet for CPU inference: BatchNorm folded into the convolutions, weights packed once
+/// into oneDNN's blocked layout, activations kept in that layout between layers
+/// (src/backbone/resnet.cpp).
+class ResNetFused;
 
 class ResNetBackbone : public Backbone {
  public:
@@ -102,6 +119,12 @@ class ResNetBackbone : public Backbone {
   ResNet net_{nullptr};
   std::vector<std::string> selected_;
   std::filesystem::path weights_path_;
+  /// The fused plan for the current weights (built by the constructor, rebuilt when the weights
+  /// changed), or null when the forward is eager (options, device, dtype, no oneDNN).
+  std::shared_ptr<const ResNetFused> fused_plan();
+  std::shared_ptr<const ResNetFused> fused_;
+  std::vector<int64_t> fused_signature_;
+  std::mutex fused_mutex_;
 };
 
 }  // namespace adfw

@@ -67,6 +67,9 @@ struct RunRequest {
   bool resume = false;          ///< continue the run in that folder
   int threads = -1;             ///< -1 = the experiment's setting
   std::string output;           ///< "" = the experiment's setting
+  /// Write <run>/trace.json: every stage of training and testing (loader workers, waits for
+  /// batches, steps, backbone, search, ...) on a timeline, in the Chrome trace format.
+  bool trace = false;
 };
 
 /// Runs an experiment end to end and returns metrics.json's content.
