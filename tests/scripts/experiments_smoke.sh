@@ -3,7 +3,8 @@
 # files, which name a `base`, are left to the sweep tests) runs end to end under the smoke preset
 # on the demo data, writes a complete run folder (with the fitted model), and its resolved
 # config.toml runs again to the same metrics. With ADFW_SMOKE_RECORD=<file> it also appends each
-# experiment's metrics to that file (see below).
+# experiment's metrics to that file (see below); ADFW_SMOKE_ONLY=<extended regex> runs only the
+# files whose path matches it (e.g. to compare two trees on the experiments a change touches).
 set -euo pipefail
 . "$(dirname "$0")/common.bash" "$@"
 shared=${ADFW_SHARED:-$src/../shared}
@@ -84,7 +85,7 @@ while IFS= read -r exp; do
 # Every experiment file, the single-run ablations in experiments/ablations included; sweep files
 # (a `base` key before any table, run by `adfw sweep`) are left out: their base experiments run
 # here. A `base` inside a table (TransFusion's [method.network]) does not make a sweep.
-done < <(find experiments -name '*.toml' | sort | while IFS= read -r f; do
+done < <(find experiments -name '*.toml' | sort | grep -E "${ADFW_SMOKE_ONLY:-.}" | while IFS= read -r f; do
   awk '/^[[:space:]]*\[/ { exit } /^[[:space:]]*base[[:space:]]*=/ { sweep = 1; exit } END { exit sweep }' "$f" && echo "$f"
 done)
 # Every file that could run passed, but some could not run here: report the test as skipped.
