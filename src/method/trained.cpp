@@ -37,11 +37,6 @@ torch::Tensor pixel_loss_weights(const Batch& batch) {
   return w;
 }
 
-std::vector<torch::Tensor> params_of(Network& n) { return n.module()->parameters(); }
-
-// Seeds torch's generator for weight initialisation so a run's init depends only on its seed.
-void seed_init(const RunContext& ctx, const std::string& part) { torch::manual_seed(derive_seed(ctx.seeds.init(), part)); }
-
 nlohmann::json losses_json(const std::vector<LossTerm>& terms) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& t : terms)

@@ -32,13 +32,6 @@ torch::Tensor crop_to(const torch::Tensor& x, int64_t height, int64_t width);
 /// samples that only carry an image label (their masks are unknown, not empty), 1 otherwise.
 torch::Tensor pixel_loss_weights(const Batch& batch);
 
-/// The trainable parameters of a network (an optimiser parameter group).
-std::vector<torch::Tensor> params_of(Network& n);
-
-/// Seeds torch's generator for weight initialisation so a run's init depends only on its seed and
-/// the part's name.
-void seed_init(const RunContext& ctx, const std::string& part);
-
 /// The loss terms as summary() reports them: type, weight, prediction and target of each.
 nlohmann::json losses_json(const std::vector<LossTerm>& terms);
 
