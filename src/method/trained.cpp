@@ -37,11 +37,6 @@ torch::Tensor pixel_loss_weights(const Batch& batch) {
   return w;
 }
 
-std::vector<torch::Tensor> params_of(Network& n) { return n.module()->parameters(); }
-
-// Seeds torch's generator for weight initialisation so a run's init depends only on its seed.
-void seed_init(const RunContext& ctx, const std::string& part) { torch::manual_seed(derive_seed(ctx.seeds.init(), part)); }
-
 nlohmann::json losses_json(const std::vector<LossTerm>& terms) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& t : terms)
@@ -51,6 +46,102 @@ nlohmann::json losses_json(const std::vector<LossTerm>& terms) {
 
 void require_losses(const std::vector<LossTerm>& terms, const std::string& method) {
   if (terms.empty()) throw ConfigError("method.losses: " + method + " needs at least one loss term");
+}
+
+TrainedMethod::TrainedMethod(std::string name, std::string seed_scope)
+    : name_(std::move(name)), seed_scope_(seed_scope.empty() ? name_ : std::move(seed_scope)) {}
+
+void TrainedMethod::build(const RunContext& ctx) {
+  parts_.clear();
+  build_parts(ctx);
+}
+
+void TrainedMethod::seed_part(const RunContext& ctx, const std::string& part) const {
+  torch::manual_seed(derive_seed(ctx.seeds.init(), seed_scope_ + "/" + part));
+}
+
+void TrainedMethod::add_part(const std::string& part, std::shared_ptr<torch::nn::Module> module,
+                             const torch::Device& device, PartRole role) {
+  if (!module) throw Error(name_ + ": part '" + part + "' has no module");
+  for (const auto& p : parts_)
+    if (p.name == part) throw Error(name_ + ": part '" + part + "' made twice");
+  module->to(device);
+  parts_.push_back({part, std::move(module), std::move(role)});
+}
+
+std::unique_ptr<Network> TrainedMethod::make_part(const RunContext& ctx, const std::string& part,
+                                                  const Slot<Network>& slot, PartRole role) {
+  return make_part(ctx, part, [&slot] { return slot.make(); }, std::move(role));
+}
+
+TrainSpec TrainedMethod::training_spec() const {
+  TrainSpec spec;
+  for (const auto& p : parts_) {
+    if (!p.role.trained) continue;
+    const std::string& n = p.role.train_name.empty() ? p.name : p.role.train_name;
+    spec.modules.push_back({n, p.module});
+    spec.groups.push_back({n, p.module->parameters()});
+  }
+  return spec;
+}
+
+std::shared_ptr<torch::nn::Module> TrainedMethod::part_module(const std::string& part) const {
+  std::string names;
+  for (const auto& p : parts_) {
+    if (p.name == part) return p.module;
+    names += (names.empty() ? "" : ", ") + p.name;
+  }
+  throw Error(name_ + ": no part '" + part + "' (" + (parts_.empty() ? "call build() first" : "parts: " + names) +
+              ")");
+}
+
+void TrainedMethod::require_built(const std::string& what) const {
+  if (parts_.empty()) throw Error(name_ + ": " + what + " before fit()");
+}
+
+void TrainedMethod::eval_parts() {
+  for (auto& p : parts_) p.module->eval();
+}
+
+void TrainedMethod::fit(FitContext& ctx) {
+  if (const auto* terms = loss_terms()) require_losses(*terms, name_);
+  build(ctx.run);
+  TrainSpec spec = training_spec();
+  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
+  configure_training(spec, ctx);
+  if (std::optional<FitContext> data = training_data(ctx)) trained_ = train(*data, trainer_options(), spec);
+  else trained_ = train(ctx, trainer_options(), spec);
+  after_training(ctx);
+}
+
+nlohmann::json TrainedMethod::summary() const {
+  nlohmann::json j = trained_.to_json();
+  j["method"] = name_;
+  if (const auto* terms = loss_terms()) j["losses"] = losses_json(*terms);
+  describe(j);
+  return j;
+}
+
+StateDict TrainedMethod::state() const {
+  if (parts_.empty() || !has_extra_state()) throw Error(name_ + ": no fitted state yet (fit() or load_state() first)");
+  StateLayout l;
+  for (const auto& p : parts_) l.module(p.name, *p.module);
+  StateDict s = l.save();
+  for (auto& [k, v] : save_extra_state()) s[k] = v;
+  return s;
+}
+
+void TrainedMethod::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
+  build(ctx);
+  StateDict extra;
+  StateLayout l;
+  for (const auto& p : parts_) l.module(p.name, *p.module);
+  const std::vector<std::string> keys = extra_state_keys();
+  for (const auto& k : keys) extra[k] = torch::Tensor();
+  for (auto& [k, v] : extra) l.tensor(k, v);
+  l.load(state, source, ctx.device);
+  eval_parts();
+  if (!keys.empty()) load_extra_state(extra, source);
 }
 
 }  // namespace adfw

@@ -14,7 +14,7 @@ Draem::Options::Options() {
   trainer.scheduler.gamma = 0.2;
 }
 
-Draem::Draem(const Options& o) : opt_(o) {
+Draem::Draem(const Options& o) : TrainedMethod("draem"), opt_(o) {
   if (opt_.losses.empty()) {
     // loss.py SSIM() leaves val_range None: the data range comes from the reconstruction.
     opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
@@ -25,13 +25,9 @@ Draem::Draem(const Options& o) : opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "draem", false);
 }
 
-void Draem::build(const RunContext& ctx) {
-  seed_init(ctx, "draem/reconstructive");
-  rec_ = opt_.reconstructive.make();
-  seed_init(ctx, "draem/discriminative");
-  disc_ = opt_.discriminative.make();
-  rec_->module()->to(ctx.device);
-  disc_->module()->to(ctx.device);
+void Draem::build_parts(const RunContext& ctx) {
+  rec_ = make_part(ctx, "reconstructive", opt_.reconstructive);
+  disc_ = make_part(ctx, "discriminative", opt_.discriminative);
 }
 
 Network& Draem::part(const std::string& name) {
@@ -74,13 +70,7 @@ LossValues Draem::losses(const Outputs& out, const torch::Tensor& clean, const t
                          {{"image", clean}, {"mask", masks}});
 }
 
-void Draem::fit(FitContext& ctx) {
-  require_losses(opt_.losses, "draem");
-  build(ctx.run);
-
-  TrainSpec spec;
-  spec.modules = {{"reconstructive", rec_->module()}, {"discriminative", disc_->module()}};
-  spec.groups = {{"reconstructive", params_of(*rec_)}, {"discriminative", params_of(*disc_)}};
+void Draem::configure_training(TrainSpec& spec, FitContext& ctx) {
   // Made here, not in the constructor: a fitted model loaded for prediction needs no textures.
   std::shared_ptr<Synthesizer> synth = opt_.synthesizer.make();
   spec.hook = [synth](Sample& s, std::mt19937_64& rng) {
@@ -94,40 +84,13 @@ void Draem::fit(FitContext& ctx) {
   };
   const torch::Device device = ctx.run.device;
   spec.step = [this, device](const Batch& b, std::mt19937_64&, int64_t) { return losses(b, device); };
-  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
-  trained_ = train(ctx, opt_.trainer, spec);
 }
 
 Prediction Draem::predict(const Batch& batch, const RunContext& ctx) {
-  if (!rec_) throw Error("draem: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  rec_->module()->eval();
-  disc_->module()->eval();
+  eval_parts();
   return finish(forward(batch.images.to(ctx.device)).segmentation);
-}
-
-StateLayout Draem::layout() {
-  if (!rec_ || !disc_) throw Error("draem: no fitted state yet (fit() or load_state() first)");
-  StateLayout l;
-  l.module("reconstructive", *rec_->module());
-  l.module("discriminative", *disc_->module());
-  return l;
-}
-
-StateDict Draem::state() const { return const_cast<Draem*>(this)->layout().save(); }
-
-void Draem::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  layout().load(state, source, ctx.device);
-  rec_->module()->eval();
-  disc_->module()->eval();
-}
-
-nlohmann::json Draem::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "draem";
-  j["losses"] = losses_json(opt_.losses);
-  return j;
 }
 
 }  // namespace adfw

@@ -18,7 +18,7 @@
 
 namespace adfw {
 
-class Draem : public Method {
+class Draem : public TrainedMethod {
  public:
   struct Options {
     Slot<Network> reconstructive{"draem_reconstructive"};
@@ -55,13 +55,7 @@ class Draem : public Method {
   };
   explicit Draem(const Options& o);
   std::string normalization() const override { return "none"; }
-  void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
-  /// Builds both networks on ctx.device (fit() does this; tests call it to load weights).
-  void build(const RunContext& ctx);
   /// A network after build(): "reconstructive" or "discriminative".
   Network& part(const std::string& name);
   struct Outputs {
@@ -85,12 +79,16 @@ class Draem : public Method {
   /// The loss terms on given outputs, with the clean images and the masks as targets.
   LossValues losses(const Outputs& outputs, const torch::Tensor& clean, const torch::Tensor& masks) const;
 
+ protected:
+  void build_parts(const RunContext& ctx) override;
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  const std::vector<LossTerm>* loss_terms() const override { return &opt_.losses; }
+
  private:
-  StateLayout layout();
   Options opt_;
   std::unique_ptr<Network> rec_, disc_;
   MapScoring scoring_;
-  TrainSummary trained_;
 };
 
 }  // namespace adfw

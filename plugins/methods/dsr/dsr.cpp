@@ -23,8 +23,6 @@ const std::vector<std::string>& module_names() {
   return names;
 }
 
-void seed_part(const RunContext& ctx, const std::string& part) { torch::manual_seed(derive_seed(ctx.seeds.init(), part)); }
-
 torch::Tensor flip_channels(const torch::Tensor& x, const std::string& order) {
   return order == "bgr" ? x.flip({x.dim() - 3}) : x;
 }
@@ -85,7 +83,7 @@ Dsr::Options::Options() {
   perlin.empty_probability = 0.5;
 }
 
-Dsr::Dsr(const Options& o) : opt_(o) {
+Dsr::Dsr(const Options& o) : TrainedMethod("dsr"), opt_(o) {
   if (opt_.losses.empty()) {
     // train_dsr.py train_on_device: loss_feat_hi + loss_feat_lo + 10 * l2(image) + FocalLoss() on
     // the softmax (gamma 2, smooth 1e-5).
@@ -108,30 +106,34 @@ Dsr::Dsr(const Options& o) : opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score.slot(), "dsr", false);
 }
 
-void Dsr::build(const RunContext& ctx) {
-  seed_part(ctx, "dsr/vq");
-  vq_ = DiscreteLatentModel(opt_.vq.model());
-  if (opt_.vq_checkpoint.empty())
-    throw ConfigError("method.vq_checkpoint: DSR needs a pretrained VQ-VAE: the reference's "
-                      "vq_model_pretrained_128_4096.pckl or the vq_model.safetensors of an "
-                      "experiments/dsr_vq_pretrain.toml run (\"random\" = untrained, for tests)");
-  if (opt_.vq_checkpoint == "random") log_warn("dsr: the VQ-VAE is untrained (method.vq_checkpoint = \"random\")");
-  else load_checkpoint(*vq_, opt_.vq_checkpoint);
+void Dsr::build_parts(const RunContext& ctx) {
+  const PartRole frozen{false, ""};
+  vq_ = make_part(ctx, "vq", [this] {
+    DiscreteLatentModel vq(opt_.vq.model());
+    if (opt_.vq_checkpoint.empty())
+      throw ConfigError("method.vq_checkpoint: DSR needs a pretrained VQ-VAE: the reference's "
+                        "vq_model_pretrained_128_4096.pckl or the vq_model.safetensors of an "
+                        "experiments/dsr_vq_pretrain.toml run (\"random\" = untrained, for tests)");
+    if (opt_.vq_checkpoint == "random") log_warn("dsr: the VQ-VAE is untrained (method.vq_checkpoint = \"random\")");
+    else load_checkpoint(*vq, opt_.vq_checkpoint);
+    return vq;
+  }, frozen);
   const int64_t d = opt_.vq.embedding_dim;
   // train_dsr.py builds sub_res_lo, sub_res_hi, anomaly_det (+ weights_init), image_recon (+ weights_init).
-  seed_part(ctx, "dsr/sub_res_lo");
-  sub_res_lo_ = SubspaceRestrictionModule(d);
-  seed_part(ctx, "dsr/sub_res_hi");
-  sub_res_hi_ = SubspaceRestrictionModule(d);
-  seed_part(ctx, "dsr/anomaly_det");
-  anomaly_det_ = DsrUnetModule(6, opt_.unet_base_width);
-  dsr_weights_init(*anomaly_det_);
-  seed_part(ctx, "dsr/image_recon");
-  image_recon_ = ImageReconstructionNetwork(2 * d, opt_.vq.num_hiddens, opt_.vq.num_residual_layers,
-                                            opt_.vq.num_residual_hiddens, opt_.image_recon_bottleneck);
-  dsr_weights_init(*image_recon_);
-  seed_part(ctx, "dsr/upsample");
-  upsample_ = DsrUnetModule(8, opt_.unet_base_width);
+  sub_res_lo_ = make_part(ctx, "sub_res_lo", [d] { return SubspaceRestrictionModule(d); });
+  sub_res_hi_ = make_part(ctx, "sub_res_hi", [d] { return SubspaceRestrictionModule(d); });
+  anomaly_det_ = make_part(ctx, "anomaly_det", [this] {
+    DsrUnetModule m(6, opt_.unet_base_width);
+    dsr_weights_init(*m);
+    return m;
+  });
+  image_recon_ = make_part(ctx, "image_recon", [this, d] {
+    ImageReconstructionNetwork m(2 * d, opt_.vq.num_hiddens, opt_.vq.num_residual_layers, opt_.vq.num_residual_hiddens,
+                                 opt_.image_recon_bottleneck);
+    dsr_weights_init(*m);
+    return m;
+  });
+  upsample_ = make_part(ctx, "upsample", [this] { return DsrUnetModule(8, opt_.unet_base_width); });
   const auto& c = opt_.checkpoints;
   if (c.all()) {
     load_checkpoint(*sub_res_hi_, c.sub_res_hi);
@@ -140,20 +142,8 @@ void Dsr::build(const RunContext& ctx) {
     load_checkpoint(*anomaly_det_, c.anomaly_det);
     load_checkpoint(*upsample_, c.upsample);
   }
-  for (const auto& n : module_names()) module(n)->to(ctx.device);
   freeze(*vq_);
   vq_->eval();
-}
-
-std::shared_ptr<torch::nn::Module> Dsr::module(const std::string& name) {
-  if (!vq_) throw Error("dsr: module('" + name + "') before build()");
-  if (name == "vq") return vq_.ptr();
-  if (name == "sub_res_hi") return sub_res_hi_.ptr();
-  if (name == "sub_res_lo") return sub_res_lo_.ptr();
-  if (name == "image_recon") return image_recon_.ptr();
-  if (name == "anomaly_det") return anomaly_det_.ptr();
-  if (name == "upsample") return upsample_.ptr();
-  throw Error("dsr: no module '" + name + "' (vq, sub_res_hi, sub_res_lo, image_recon, anomaly_det, upsample)");
 }
 
 void Dsr::load(const StateDict& state, const std::string& source) {
@@ -289,7 +279,8 @@ void Dsr::fit(FitContext& ctx) {
 
   TrainStage& s1 = stages[0];
   s1.name = "dsr";
-  s1.options = opt_.trainer;
+  s1.options = trainer_options();
+  // Not the parts' order (training_spec()): the checkpoint and optimiser layouts of earlier runs.
   s1.spec.modules = {{"sub_res_hi", sub_res_hi_.ptr()},
                      {"sub_res_lo", sub_res_lo_.ptr()},
                      {"image_recon", image_recon_.ptr()},
@@ -299,21 +290,7 @@ void Dsr::fit(FitContext& ctx) {
                     {"sub_res_hi", sub_res_hi_->parameters()},
                     {"image_recon", image_recon_->parameters()},
                     {"anomaly_det", anomaly_det_->parameters()}};
-  const PerlinMaskGenerator perlin(opt_.perlin);
-  const double rot1 = opt_.rotate_probability;
-  s1.spec.hook = [perlin, rot1](Sample& s, std::mt19937_64& rng) {
-    // TrainWholeImageDataset: the image is rotated by U(-90, 90) with probability 0.4, and a
-    // Perlin mask (empty half of the time) says where the latent anomalies go.
-    if (rot1 > 0 && uniform01(rng) < rot1) s.image = rotate_about_centre(s.image, uniform(rng, -90.0, 90.0));
-    s.mask = mask_to_tensor(perlin.mask(static_cast<int>(s.image.size(1)), static_cast<int>(s.image.size(2)), rng));
-    s.has_mask = true;
-  };
-  s1.spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
-    const torch::Tensor x = pad_to_multiple(to_network(b.images.to(device)), kSideMultiple);
-    const DsrStage1Draws draws = draw_stage1(x.size(0), x.size(2), x.size(3), rng);
-    return stage1_step(x, pad_to_multiple(b.masks.to(device), kSideMultiple), draws).losses;
-  };
-  s1.spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
+  configure_training(s1.spec, ctx);
 
   TrainStage& s2 = stages[1];
   s2.name = "upsampling";
@@ -339,45 +316,48 @@ void Dsr::fit(FitContext& ctx) {
   s2.prepare = [this] {
     for (const auto& n : {"sub_res_hi", "sub_res_lo", "image_recon", "anomaly_det"}) module(n)->eval();
   };
-  trained_ = train_stages(ctx, stages);
+  stages_ = train_stages(ctx, stages);
+}
+
+void Dsr::configure_training(TrainSpec& spec, FitContext& ctx) {
+  const torch::Device device = ctx.run.device;
+  const PerlinMaskGenerator perlin(opt_.perlin);
+  const double rot1 = opt_.rotate_probability;
+  spec.hook = [perlin, rot1](Sample& s, std::mt19937_64& rng) {
+    // TrainWholeImageDataset: the image is rotated by U(-90, 90) with probability 0.4, and a
+    // Perlin mask (empty half of the time) says where the latent anomalies go.
+    if (rot1 > 0 && uniform01(rng) < rot1) s.image = rotate_about_centre(s.image, uniform(rng, -90.0, 90.0));
+    s.mask = mask_to_tensor(perlin.mask(static_cast<int>(s.image.size(1)), static_cast<int>(s.image.size(2)), rng));
+    s.has_mask = true;
+  };
+  spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
+    const torch::Tensor x = pad_to_multiple(to_network(b.images.to(device)), kSideMultiple);
+    const DsrStage1Draws draws = draw_stage1(x.size(0), x.size(2), x.size(3), rng);
+    return stage1_step(x, pad_to_multiple(b.masks.to(device), kSideMultiple), draws).losses;
+  };
+  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
 }
 
 Prediction Dsr::predict(const Batch& batch, const RunContext& ctx) {
-  if (!vq_) throw Error("dsr: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  for (const auto& n : module_names()) module(n)->eval();
+  eval_parts();
   const int64_t h = batch.images.size(2), w = batch.images.size(3);
   Prediction p = finish(forward(pad_to_multiple(to_network(batch.images.to(ctx.device)), kSideMultiple)));
   p.maps = crop_to(p.maps, h, w).contiguous();
   return p;
 }
 
-StateDict Dsr::state() const {
-  if (!vq_) throw Error("dsr: no fitted state yet (fit() or load_state() first)");
-  auto* self = const_cast<Dsr*>(this);
-  StateLayout l;
-  for (const auto& n : module_names()) l.module(n, *self->module(n));
-  return l.save();
-}
-
-void Dsr::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  StateLayout l;
-  for (const auto& n : module_names()) l.module(n, *module(n));
-  l.load(state, source, ctx.device);
-  for (const auto& n : module_names()) module(n)->eval();
-}
-
 nlohmann::json Dsr::summary() const {
   nlohmann::json j = nlohmann::json::object();
   j["method"] = "dsr";
-  if (trained_.empty()) {
+  if (stages_.empty()) {
     j["checkpoint"] = opt_.checkpoints.all() ? "given trained checkpoints (method.checkpoints)" : "untrained";
     return j;
   }
-  j = trained_.back().to_json();
+  j = stages_.back().to_json();
   j["method"] = "dsr";
-  j["stages"] = {{"dsr", trained_.front().to_json()}, {"upsampling", trained_.back().to_json()}};
+  j["stages"] = {{"dsr", stages_.front().to_json()}, {"upsampling", stages_.back().to_json()}};
   j["checkpoint"] = "last step of each stage";
   return j;
 }
@@ -393,14 +373,12 @@ DsrVqPretrain::Options::Options() {
   trainer.optimizer.lr = 2e-4;
 }
 
-DsrVqPretrain::DsrVqPretrain(const Options& o) : opt_(o) {
+DsrVqPretrain::DsrVqPretrain(const Options& o) : TrainedMethod("dsr_vq_pretrain", "dsr"), opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "dsr_vq_pretrain", false);
 }
 
-void DsrVqPretrain::build(const RunContext& ctx) {
-  seed_part(ctx, "dsr/vq");
-  vq_ = DiscreteLatentModel(opt_.vq.model());
-  vq_->to(ctx.device);
+void DsrVqPretrain::build_parts(const RunContext& ctx) {
+  vq_ = make_part(ctx, "vq", [this] { return DiscreteLatentModel(opt_.vq.model()); });
 }
 
 LossValues DsrVqPretrain::losses(const torch::Tensor& x) {
@@ -415,10 +393,10 @@ LossValues DsrVqPretrain::losses(const torch::Tensor& x) {
   return v;
 }
 
-void DsrVqPretrain::fit(FitContext& ctx) {
-  build(ctx.run);
+void DsrVqPretrain::configure_training(TrainSpec& spec, FitContext& ctx) {
   // The training images: the data set's and every image under the given folders.
-  std::vector<SampleInfo> images = opt_.dataset_images ? ctx.train : std::vector<SampleInfo>{};
+  std::vector<SampleInfo>& images = images_;
+  images = opt_.dataset_images ? ctx.train : std::vector<SampleInfo>{};
   for (std::size_t i = 0; i < opt_.folders.size(); ++i) {
     const fs::path dir = opt_.folders[i];
     const std::string key = "method.folders[" + std::to_string(i) + "]";
@@ -443,17 +421,19 @@ void DsrVqPretrain::fit(FitContext& ctx) {
     log_info("dsr_vq_pretrain: " + std::to_string(found.size()) + " images from " + dir.string());
   }
   if (images.empty()) throw ConfigError("method.dataset_images = false needs at least one of method.folders");
-  FitContext own{ctx.run, images, ctx.val, ctx.test, ctx.transforms};
-  TrainSpec spec;
-  spec.modules = {{"vq", vq_.ptr()}};
   spec.groups = {{"vq", vq_->gradient_parameters()}};
   const torch::Device device = ctx.run.device;
   const std::string order = opt_.channel_order;
   spec.step = [this, device, order](const Batch& b, std::mt19937_64&, int64_t) {
     return losses(pad_to_multiple(flip_channels(b.images.to(device), order), kSideMultiple));
   };
-  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
-  trained_ = train(own, opt_.trainer, spec);
+}
+
+std::optional<FitContext> DsrVqPretrain::training_data(FitContext& ctx) {
+  return FitContext{ctx.run, images_, ctx.val, ctx.test, ctx.transforms};
+}
+
+void DsrVqPretrain::after_training(FitContext& ctx) {
   if (!ctx.run.dir.empty()) {
     save_checkpoint(*vq_, ctx.run.dir / "vq_model.safetensors",
                     {{"format", "DSR DiscreteLatentModel state_dict (discrete_model.py keys)"}});
@@ -462,33 +442,16 @@ void DsrVqPretrain::fit(FitContext& ctx) {
   }
 }
 
-StateDict DsrVqPretrain::state() const {
-  if (!vq_) throw Error("dsr_vq_pretrain: no fitted state yet (fit() or load_state() first)");
-  return StateLayout().module("vq", *const_cast<DsrVqPretrain*>(this)->vq_).save();
-}
-
-void DsrVqPretrain::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  StateLayout().module("vq", *vq_).load(state, source, ctx.device);
-  vq_->eval();
-}
-
 Prediction DsrVqPretrain::predict(const Batch& batch, const RunContext& ctx) {
-  if (!vq_) throw Error("dsr_vq_pretrain: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  vq_->eval();
+  eval_parts();
   const int64_t h = batch.images.size(2), w = batch.images.size(3);
   const torch::Tensor x = pad_to_multiple(flip_channels(batch.images.to(ctx.device), opt_.channel_order), kSideMultiple);
   const torch::Tensor err = (vq_->forward(x).recon - x).pow(2).mean(1, true);
   const torch::Tensor raw = crop_to(err, h, w).to(torch::kCPU).to(torch::kFloat32).contiguous();
   const torch::Tensor map = scoring_.postprocess(raw, {{h, w}});
   return {map, scoring_.scores(raw, map)};
-}
-
-nlohmann::json DsrVqPretrain::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "dsr_vq_pretrain";
-  return j;
 }
 
 }  // namespace adfw

@@ -104,7 +104,7 @@ struct DsrForward {
   torch::Tensor out_mask, refined_mask;          ///< (N,2,H,W) logits of detection and upsampling modules
 };
 
-class Dsr : public Method {
+class Dsr : public TrainedMethod {
  public:
   struct Options {
     DsrVqOptions vq;
@@ -178,17 +178,15 @@ class Dsr : public Method {
   };
   explicit Dsr(const Options& o);
   std::string normalization() const override { return "none"; }
+  /// Two stages (train_stages): the subspace, reconstruction and detection modules, then the
+  /// upsampling module on frozen ones; nothing when method.checkpoints gives them trained.
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
+  /// Both stages' summaries ("stages"), the second's at the top level.
   nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
-  /// Builds every module (seeded from the run's init stream; weights_init on the detection and
-  /// reconstruction modules) and loads vq_checkpoint and any trained checkpoints (fit() does this).
-  void build(const RunContext& ctx);
   /// The modules after build(): vq, sub_res_hi, sub_res_lo, image_recon, anomaly_det, upsample.
-  std::shared_ptr<torch::nn::Module> module(const std::string& name);
+  std::shared_ptr<torch::nn::Module> module(const std::string& name) { return part_module(name); }
   DiscreteLatentModel& vq() { return vq_; }
   /// Loads the modules from one state dict whose keys are "<module>.<reference key>" for the
   /// modules present (strict per module: every key of a present module must match).
@@ -210,6 +208,14 @@ class Dsr : public Method {
   torch::Tensor to_network(const torch::Tensor& rgb) const;
   const Options& options() const { return opt_; }
 
+ protected:
+  /// Every module (seeded from the run's init stream; weights_init on the detection and
+  /// reconstruction modules), vq_checkpoint and any trained checkpoints loaded.
+  void build_parts(const RunContext& ctx) override;
+  /// The first stage's hook, step and score.
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+
  private:
   Options opt_;
   DiscreteLatentModel vq_{nullptr};
@@ -219,14 +225,14 @@ class Dsr : public Method {
   std::shared_ptr<LatentAnomaly> latent_;
   std::shared_ptr<Synthesizer> upsampling_synth_;
   MapScoring scoring_;
-  std::vector<TrainSummary> trained_;
+  std::vector<TrainSummary> stages_;
 };
 
 /// The VQ-VAE's own training (DSR pretrains it on ImageNet; no training code is published): loss
 /// = mse(reconstruction, image) + both commitment losses, codebooks by EMA. fit() writes
 /// <run>/vq_model.safetensors with the reference's keys, what Dsr's vq_checkpoint reads. The map
 /// is the channel mean of the squared reconstruction error.
-class DsrVqPretrain : public Method {
+class DsrVqPretrain : public TrainedMethod {
  public:
   struct Options {
     DsrVqOptions vq;
@@ -254,22 +260,28 @@ class DsrVqPretrain : public Method {
   };
   explicit DsrVqPretrain(const Options& o);
   std::string normalization() const override { return "none"; }
-  void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
-  void build(const RunContext& ctx);
   DiscreteLatentModel& vq() { return vq_; }
   /// Loss terms of one batch (N,3,H,W) in network channel order: "l2:reconstruction",
   /// "commitment:hi", "commitment:lo".
   LossValues losses(const torch::Tensor& images);
 
+ protected:
+  /// The VQ-VAE, seeded as Dsr seeds its own ("dsr/vq").
+  void build_parts(const RunContext& ctx) override;
+  /// The training images (the data set's and the folders'), the step and the gradient-trained
+  /// parameters (the codebooks follow their EMA).
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  std::optional<FitContext> training_data(FitContext& ctx) override;
+  /// Writes <run>/vq_model.safetensors.
+  void after_training(FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+
  private:
   Options opt_;
   DiscreteLatentModel vq_{nullptr};
   MapScoring scoring_;
-  TrainSummary trained_;
+  std::vector<SampleInfo> images_;  ///< what fit() trains on
 };
 
 /// test_dsr.py crop_image: drops max(0, side - size) // 2 pixels from each side of (N,C,H,W).

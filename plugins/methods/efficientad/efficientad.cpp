@@ -250,7 +250,7 @@ EfficientAd::Options::Options() {
   trainer.augment = false;
 }
 
-EfficientAd::EfficientAd(const Options& o) : opt_(o) {
+EfficientAd::EfficientAd(const Options& o) : TrainedMethod("efficientad"), opt_(o) {
   check_pdn_size(opt_.model_size);
   if (opt_.losses.empty()) {
     opt_.losses = {loss_term("type = 'hard_feature'\nquantile = 0.999\nprediction = 'student_st'\ntarget = 'teacher_st'"),
@@ -270,9 +270,10 @@ EfficientAd::EfficientAd(const Options& o) : opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "efficientad", false);
 }
 
-void EfficientAd::build(const RunContext& ctx) {
+void EfficientAd::build_parts(const RunContext& ctx) {
   device_ = ctx.device;
-  torch::manual_seed(derive_seed(ctx.seeds.init(), "efficientad/networks"));
+  // One init stream for the three networks, made in this order.
+  seed_part(ctx, "networks");
   teacher_ = Pdn(opt_.model_size, opt_.out_channels, opt_.pdn_width);
   student_ = Pdn(opt_.model_size, 2 * opt_.out_channels, opt_.pdn_width);
   ae_ = EfficientAdAutoencoder(opt_.out_channels, opt_.ae_width, opt_.dropout);
@@ -284,9 +285,9 @@ void EfficientAd::build(const RunContext& ctx) {
   }
   for (auto& t : teacher_->parameters()) t.set_requires_grad(false);
   teacher_->eval();
-  teacher_->to(device_);
-  student_->to(device_);
-  ae_->to(device_);
+  add_part("teacher", teacher_.ptr(), device_, PartRole{false, ""});
+  add_part("student", student_.ptr(), device_);
+  add_part("autoencoder", ae_.ptr(), device_);
 }
 
 ChannelStats EfficientAd::teacher_statistics(const ImageSource& images01) {
@@ -351,9 +352,7 @@ EfficientAdTrainStep EfficientAd::train_step(const EfficientAdTrainInput& in) {
 
 EfficientAdMaps EfficientAd::maps(const torch::Tensor& images01) {
   torch::NoGradGuard ng;
-  teacher_->eval();
-  student_->eval();
-  ae_->eval();
+  eval_parts();
   const int64_t c = opt_.out_channels;
   const torch::Tensor x = efficientad_normalize(images01.to(device_));
   const torch::Tensor t = normalized_teacher(x);
@@ -433,36 +432,39 @@ void require_256(int64_t height, int64_t width) {
                       "image to 256), got " + std::to_string(height) + " x " + std::to_string(width) +
                       ": set input.resize = 256 and no input.center_crop");
 }
+
+// Images streamed one at a time in file order (teacher statistics, quantiles).
+EfficientAd::ImageSource stream(FitContext& ctx, const std::vector<SampleInfo>& samples) {
+  return [&ctx, samples](const std::function<void(const torch::Tensor&)>& visit) {
+    auto l = plain_loader(ctx, samples);
+    l->start_epoch(0);
+    while (auto b = l->next()) visit(b->images);
+  };
+}
 }  // namespace
 
 void EfficientAd::fit(FitContext& ctx) {
   const ImageSize in = ctx.transforms.center_crop.empty() ? ctx.transforms.resize : ctx.transforms.center_crop;
   if (!in.empty()) require_256(in.height, in.width);
-  build(ctx.run);
-  std::vector<SampleInfo> train_set, val_set;
+  TrainedMethod::fit(ctx);
+}
+
+void EfficientAd::configure_training(TrainSpec& spec, FitContext& ctx) {
   if (!ctx.val.empty()) {
     // A data set's own validation images (MVTec LOCO in the reference).
-    train_set = ctx.train;
-    val_set = ctx.val;
+    train_set_ = ctx.train;
+    val_set_ = ctx.val;
   } else {
     const EfficientAdSplit split =
         efficientad_split(static_cast<int64_t>(ctx.train.size()), opt_.validation_fraction, opt_.split_seed);
-    train_set = pick(ctx.train, split.train);
-    val_set = pick(ctx.train, split.validation);
+    train_set_ = pick(ctx.train, split.train);
+    val_set_ = pick(ctx.train, split.validation);
   }
-  n_train_ = static_cast<int64_t>(train_set.size());
-  n_validation_ = static_cast<int64_t>(val_set.size());
+  n_train_ = static_cast<int64_t>(train_set_.size());
+  n_validation_ = static_cast<int64_t>(val_set_.size());
   log_info("efficientad: " + std::to_string(n_train_) + " training images, " + std::to_string(n_validation_) +
            " held out for the map quantiles");
-  // Images streamed one at a time in file order (teacher statistics, quantiles).
-  auto stream = [&ctx](const std::vector<SampleInfo>& samples) -> ImageSource {
-    return [&ctx, samples](const std::function<void(const torch::Tensor&)>& visit) {
-      auto l = plain_loader(ctx, samples);
-      l->start_epoch(0);
-      while (auto b = l->next()) visit(b->images);
-    };
-  };
-  stats_ = teacher_statistics(stream(train_set));
+  stats_ = teacher_statistics(stream(ctx, train_set_));
 
   std::vector<std::string> penalty_files;
   if (!opt_.penalty_folder.empty()) {
@@ -472,9 +474,6 @@ void EfficientAd::fit(FitContext& ctx) {
       throw ConfigError(std::string("method.penalty_folder: ") + e.what());
     }
   }
-  TrainSpec spec;
-  spec.modules = {{"student", student_.ptr()}, {"autoencoder", ae_.ptr()}};
-  spec.groups = {{"student", student_->parameters()}, {"autoencoder", ae_->parameters()}};
   spec.step = [this, penalty_files](const Batch& b, std::mt19937_64& rng, int64_t) {
     EfficientAdTrainInput in;
     in.image_st = b.images;
@@ -493,9 +492,14 @@ void EfficientAd::fit(FitContext& ctx) {
     if (!penalty.empty()) in.image_penalty = torch::stack(penalty);
     return train_step(in).losses;
   };
-  FitContext student_ctx{ctx.run, train_set, {}, {}, ctx.transforms};
-  trained_ = train(student_ctx, opt_.trainer, spec);
-  fit_quantiles(stream(val_set));
+}
+
+std::optional<FitContext> EfficientAd::training_data(FitContext& ctx) {
+  return FitContext{ctx.run, train_set_, {}, {}, ctx.transforms};
+}
+
+void EfficientAd::after_training(FitContext& ctx) {
+  fit_quantiles(stream(ctx, val_set_));
   log_info("efficientad: quantiles st [" + std::to_string(q_st_a_) + ", " + std::to_string(q_st_b_) + "], ae [" +
            std::to_string(q_ae_a_) + ", " + std::to_string(q_ae_b_) + "]");
 }
@@ -505,50 +509,28 @@ Prediction EfficientAd::predict(const Batch& batch, const RunContext&) {
   return infer(batch.images, batch.images.size(2), batch.images.size(3));
 }
 
-StateDict EfficientAd::state() const {
-  if (!teacher_ || !has_quantiles_) throw Error("efficientad: no fitted state yet (fit() or load_state() first)");
-  auto* self = const_cast<EfficientAd*>(this);
-  StateDict s = StateLayout()
-                    .module("teacher", *self->teacher_)
-                    .module("student", *self->student_)
-                    .module("autoencoder", *self->ae_)
-                    .save();
-  s["teacher_mean"] = stats_.mean;
-  s["teacher_std"] = stats_.std;
-  s["quantiles"] = torch::tensor({q_st_a_, q_st_b_, q_ae_a_, q_ae_b_}, torch::kFloat64);
-  return s;
+StateDict EfficientAd::save_extra_state() const {
+  return {{"teacher_mean", stats_.mean},
+          {"teacher_std", stats_.std},
+          {"quantiles", torch::tensor({q_st_a_, q_st_b_, q_ae_a_, q_ae_b_}, torch::kFloat64)}};
 }
 
-void EfficientAd::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  torch::Tensor mean, std, q;
-  StateLayout()
-      .module("teacher", *teacher_)
-      .module("student", *student_)
-      .module("autoencoder", *ae_)
-      .tensor("teacher_mean", mean)
-      .tensor("teacher_std", std)
-      .tensor("quantiles", q)
-      .load(state, source, ctx.device);
+void EfficientAd::load_extra_state(const StateDict& extra, const std::string& source) {
+  const torch::Tensor& q = extra.at("quantiles");
   if (q.numel() != 4) throw Error(source + ": 'quantiles' must hold 4 values (st start/end, ae start/end)");
-  stats_ = {mean, std};
+  stats_ = {extra.at("teacher_mean"), extra.at("teacher_std")};
   const auto v = q.to(torch::kCPU, torch::kFloat64).contiguous();
   const double* d = v.data_ptr<double>();
   q_st_a_ = d[0], q_st_b_ = d[1], q_ae_a_ = d[2], q_ae_b_ = d[3];
   has_quantiles_ = true;
-  student_->eval();
-  ae_->eval();
 }
 
-nlohmann::json EfficientAd::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "efficientad";
+void EfficientAd::describe(nlohmann::json& j) const {
   j["model_size"] = opt_.model_size;
   j["student_images"] = n_train_;
   j["quantile_images"] = n_validation_;
   j["quantiles"] = {{"st", {q_st_a_, q_st_b_}}, {"ae", {q_ae_a_, q_ae_b_}}};
   j["teacher_weights"] = opt_.teacher_weights;
-  return j;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +551,7 @@ EfficientAdTeacher::Options::Options() {
 }
 
 EfficientAdTeacher::EfficientAdTeacher(const Options& o)
-    : opt_(o), scoring_(o.postprocess, o.image_score, "efficientad_teacher", false) {
+    : TrainedMethod("efficientad_teacher"), opt_(o), scoring_(o.postprocess, o.image_score, "efficientad_teacher", false) {
   check_pdn_size(opt_.model_size);
   opt_.embedding.target_dim = opt_.out_channels;
   if (opt_.losses.empty()) opt_.losses = {loss_term("type = 'l2'\nprediction = 'prediction'\ntarget = 'target'")};
@@ -580,14 +562,12 @@ EfficientAdTeacher::EfficientAdTeacher(const Options& o)
                       opt_.trainer.selection + "\"");
 }
 
-void EfficientAdTeacher::build(const RunContext& ctx) {
+void EfficientAdTeacher::build_parts(const RunContext& ctx) {
   device_ = ctx.device;
   backbone_ = opt_.backbone.make();
   backbone_->module().to(device_);
   backbone_->module().eval();
-  torch::manual_seed(derive_seed(ctx.seeds.init(), "efficientad_teacher/pdn"));
-  pdn_ = Pdn(opt_.model_size, opt_.out_channels, opt_.pdn_width, true);
-  pdn_->to(device_);
+  pdn_ = make_part(ctx, "pdn", [this] { return Pdn(opt_.model_size, opt_.out_channels, opt_.pdn_width, true); });
 }
 
 torch::Tensor EfficientAdTeacher::embed(const std::map<std::string, torch::Tensor>& taps) const {
@@ -620,9 +600,9 @@ TeacherDistillStep EfficientAdTeacher::train_step(const torch::Tensor& embed, co
   return s;
 }
 
-void EfficientAdTeacher::fit(FitContext& ctx) {
-  build(ctx.run);
-  std::vector<SampleInfo> samples;
+void EfficientAdTeacher::configure_training(TrainSpec& spec, FitContext& ctx) {
+  std::vector<SampleInfo>& samples = samples_;
+  samples.clear();
   if (opt_.train_split) samples = ctx.train;
   for (const auto& folder : opt_.folders) {
     std::vector<std::string> files;
@@ -681,15 +661,17 @@ void EfficientAdTeacher::fit(FitContext& ctx) {
     });
   }
 
-  TrainSpec spec;
-  spec.modules = {{"pdn", pdn_.ptr()}};
-  spec.groups = {{"pdn", pdn_->parameters()}};
   spec.step = [this, prepare](const Batch& b, std::mt19937_64& rng, int64_t) {
     auto [big, small] = prepare(b.images, rng);
     return train_step(embed_images(big), small).losses;
   };
-  FitContext distil_ctx{ctx.run, samples, {}, {}, ctx.transforms};
-  trained_ = train(distil_ctx, opt_.trainer, spec);
+}
+
+std::optional<FitContext> EfficientAdTeacher::training_data(FitContext& ctx) {
+  return FitContext{ctx.run, samples_, {}, {}, ctx.transforms};
+}
+
+void EfficientAdTeacher::after_training(FitContext& ctx) {
   pdn_->eval();
   if (!ctx.run.dir.empty()) {
     // The teacher under the reference's keys (0.weight, 3.weight, ...), for method.teacher_weights.
@@ -704,7 +686,7 @@ void EfficientAdTeacher::fit(FitContext& ctx) {
 Prediction EfficientAdTeacher::predict(const Batch& batch, const RunContext&) {
   // The distillation error as a map: channel mean of (normalised features - PDN)^2, upsampled.
   torch::NoGradGuard ng;
-  pdn_->eval();
+  eval_parts();
   const torch::Tensor x = batch.images;
   const torch::Tensor small = F::interpolate(
       x, F::InterpolateFuncOptions().size(std::vector<int64_t>{opt_.pdn_size, opt_.pdn_size}).mode(torch::kArea));
@@ -716,28 +698,13 @@ Prediction EfficientAdTeacher::predict(const Batch& batch, const RunContext&) {
   return {map, scoring_.scores(raw, map)};
 }
 
-StateDict EfficientAdTeacher::state() const {
-  if (!pdn_ || !stats_.mean.defined()) throw Error("efficientad_teacher: no fitted state yet (fit() or load_state() first)");
-  StateDict s = StateLayout().module("pdn", *const_cast<EfficientAdTeacher*>(this)->pdn_).save();
-  s["feature_mean"] = stats_.mean;
-  s["feature_std"] = stats_.std;
-  return s;
+void EfficientAdTeacher::load_extra_state(const StateDict& extra, const std::string&) {
+  stats_ = {extra.at("feature_mean"), extra.at("feature_std")};
 }
 
-void EfficientAdTeacher::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  torch::Tensor mean, std;
-  StateLayout().module("pdn", *pdn_).tensor("feature_mean", mean).tensor("feature_std", std).load(state, source, ctx.device);
-  stats_ = {mean, std};
-  pdn_->eval();
-}
-
-nlohmann::json EfficientAdTeacher::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "efficientad_teacher";
+void EfficientAdTeacher::describe(nlohmann::json& j) const {
   j["model_size"] = opt_.model_size;
   j["teacher_weights"] = saved_;
-  return j;
 }
 
 }  // namespace adfw

@@ -29,6 +29,7 @@
 #include "adfw/core/registry.hpp"
 #include "adfw/method/memory_bank.hpp"
 #include "adfw/method/method.hpp"
+#include "adfw/method/trained.hpp"
 #include "adfw/metric/reducers.hpp"
 #include "adfw/train/loss.hpp"
 #include "adfw/train/trainer.hpp"
@@ -156,7 +157,7 @@ struct EfficientAdMaps {
   torch::Tensor combined;        ///< 0.5 st + 0.5 ae (weights as configured)
 };
 
-class EfficientAd : public Method {
+class EfficientAd : public TrainedMethod {
  public:
   struct Options {
     std::string model_size = "small";
@@ -246,15 +247,10 @@ class EfficientAd : public Method {
 
   explicit EfficientAd(const Options& o);
   std::string normalization() const override { return "none"; }
+  /// Checks the input size, then trains (TrainedMethod::fit).
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
-  /// Builds the three networks (init from the run's seed), loads the teacher and freezes it.
-  /// fit() calls it; tests and benchmarks call it before loading weights.
-  void build(const RunContext& ctx);
   Pdn& teacher() { return teacher_; }
   Pdn& student() { return student_; }
   EfficientAdAutoencoder& autoencoder() { return ae_; }
@@ -280,6 +276,22 @@ class EfficientAd : public Method {
   Prediction infer(const torch::Tensor& images01, int64_t height, int64_t width);
   const Options& options() const { return opt_; }
 
+ protected:
+  /// The three networks (one init stream, "efficientad/networks"); the teacher loaded and frozen.
+  void build_parts(const RunContext& ctx) override;
+  /// The split, the teacher statistics and the step.
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  std::optional<FitContext> training_data(FitContext& ctx) override;
+  /// The map quantiles on the held-out images.
+  void after_training(FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  const std::vector<LossTerm>* loss_terms() const override { return &opt_.losses; }
+  void describe(nlohmann::json& summary) const override;
+  std::vector<std::string> extra_state_keys() const override { return {"teacher_mean", "teacher_std", "quantiles"}; }
+  bool has_extra_state() const override { return has_quantiles_; }
+  StateDict save_extra_state() const override;
+  void load_extra_state(const StateDict& extra, const std::string& source) override;
+
  private:
   torch::Tensor normalized_teacher(const torch::Tensor& x);
   torch::Tensor penalty_image(const std::vector<std::string>& files, std::mt19937_64& rng) const;
@@ -290,7 +302,7 @@ class EfficientAd : public Method {
   double q_st_a_ = 0, q_st_b_ = 0, q_ae_a_ = 0, q_ae_b_ = 0;
   bool has_quantiles_ = false;
   MapScoring scoring_;
-  TrainSummary trained_;
+  std::vector<SampleInfo> train_set_, val_set_;  ///< fit()'s split: student training, quantiles
   int64_t n_train_ = 0, n_validation_ = 0;
   torch::Device device_ = torch::kCPU;
 };
@@ -307,7 +319,7 @@ struct TeacherDistillStep {
   LossValues losses;
 };
 
-class EfficientAdTeacher : public Method {
+class EfficientAdTeacher : public TrainedMethod {
  public:
   struct Options {
     Slot<Backbone> backbone{"resnet"};
@@ -366,13 +378,8 @@ class EfficientAdTeacher : public Method {
 
   explicit EfficientAdTeacher(const Options& o);
   std::string normalization() const override { return "none"; }
-  void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
-  void build(const RunContext& ctx);
   Pdn& pdn() { return pdn_; }
   /// FeatureExtractor.embed from the backbone's tap maps: (N, out_channels, h, w).
   torch::Tensor embed(const std::map<std::string, torch::Tensor>& taps) const;
@@ -383,13 +390,29 @@ class EfficientAdTeacher : public Method {
   /// One step from a given embedding and (N,3,pdn_size,pdn_size) images in 0..1.
   TeacherDistillStep train_step(const torch::Tensor& embed, const torch::Tensor& pdn_images01);
 
+ protected:
+  /// The backbone (frozen, not a part) and the PDN.
+  void build_parts(const RunContext& ctx) override;
+  /// The images (training split and folders), the feature statistics and the step.
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  std::optional<FitContext> training_data(FitContext& ctx) override;
+  /// Writes <run>/teacher.safetensors.
+  void after_training(FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  const std::vector<LossTerm>* loss_terms() const override { return &opt_.losses; }
+  void describe(nlohmann::json& summary) const override;
+  std::vector<std::string> extra_state_keys() const override { return {"feature_mean", "feature_std"}; }
+  bool has_extra_state() const override { return stats_.mean.defined(); }
+  StateDict save_extra_state() const override { return {{"feature_mean", stats_.mean}, {"feature_std", stats_.std}}; }
+  void load_extra_state(const StateDict& extra, const std::string& source) override;
+
  private:
   Options opt_;
   std::unique_ptr<Backbone> backbone_;
   Pdn pdn_{nullptr};
   ChannelStats stats_;
   MapScoring scoring_;
-  TrainSummary trained_;
+  std::vector<SampleInfo> samples_;  ///< the images fit() distils on
   std::string saved_;
   torch::Device device_ = torch::kCPU;
 };

@@ -20,7 +20,7 @@ Riad::Options::Options() {
   postprocess = upsample_gaussian_chain(7.0, 57);  // scipy gaussian_filter: radius int(4 sigma + 0.5) = 28
 }
 
-Riad::Riad(const Options& o) : opt_(o) {
+Riad::Riad(const Options& o) : TrainedMethod("riad"), opt_(o) {
   if (opt_.losses.empty()) {
     // train.py: MSELoss + MSGMS_Loss + SSIM_Loss (C1 = 0.01^2, C2 = 0.03^2: data range 1), weights 1.
     opt_.losses = {loss_term("type = 'l2'\nprediction = 'reconstruction'\ntarget = 'image'"),
@@ -31,11 +31,7 @@ Riad::Riad(const Options& o) : opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "riad", false);
 }
 
-void Riad::build(const RunContext& ctx) {
-  seed_init(ctx, "riad/network");
-  net_ = opt_.network.make();
-  net_->module()->to(ctx.device);
-}
+void Riad::build_parts(const RunContext& ctx) { net_ = make_part(ctx, "network", opt_.network); }
 
 Network& Riad::part(const std::string& name) {
   if (name != "network" || !net_) throw Error("riad: no part '" + name + "' (parts: network; call build() first)");
@@ -118,12 +114,7 @@ LossValues Riad::losses(const torch::Tensor& x, const torch::Tensor& reconstruct
   return evaluate_losses(opt_.losses, {{"reconstruction", reconstruction}}, {{"image", x}});
 }
 
-void Riad::fit(FitContext& ctx) {
-  require_losses(opt_.losses, "riad");
-  build(ctx.run);
-  TrainSpec spec;
-  spec.modules = {{"network", net_->module()}};
-  spec.groups = {{"network", params_of(*net_)}};
+void Riad::configure_training(TrainSpec& spec, FitContext& ctx) {
   const torch::Device device = ctx.run.device;
   spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
     torch::Tensor x = to_network_range(b.images.to(device));
@@ -131,14 +122,12 @@ void Riad::fit(FitContext& ctx) {
     torch::Tensor rec = crop_to(inpaint(pad_to_multiple(x, multiple()), k, rng), x.size(2), x.size(3));
     return losses(x, rec);
   };
-  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
-  trained_ = train(ctx, opt_.trainer, spec);
 }
 
 Prediction Riad::predict(const Batch& batch, const RunContext& ctx) {
-  if (!net_) throw Error("riad: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  net_->module()->eval();
+  eval_parts();
   torch::Tensor x = to_network_range(batch.images.to(ctx.device));
   const int64_t m = multiple();
   const int64_t hp = (x.size(2) + m - 1) / m * m, wp = (x.size(3) + m - 1) / m * m;
@@ -149,28 +138,6 @@ Prediction Riad::predict(const Batch& batch, const RunContext& ctx) {
     masks.push_back(mosaic_masks(hp, wp, k, rng));
   }
   return finish(raw_map(x, masks), x.size(2), x.size(3));
-}
-
-StateLayout Riad::layout() {
-  if (!net_) throw Error("riad: no fitted state yet (fit() or load_state() first)");
-  StateLayout l;
-  l.module("network", *net_->module());
-  return l;
-}
-
-StateDict Riad::state() const { return const_cast<Riad*>(this)->layout().save(); }
-
-void Riad::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  layout().load(state, source, ctx.device);
-  net_->module()->eval();
-}
-
-nlohmann::json Riad::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "riad";
-  j["losses"] = losses_json(opt_.losses);
-  return j;
 }
 
 }  // namespace adfw

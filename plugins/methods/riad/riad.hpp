@@ -19,7 +19,7 @@
 
 namespace adfw {
 
-class Riad : public Method {
+class Riad : public TrainedMethod {
  public:
   struct Options {
     Slot<Network> network{"riad_unet"};
@@ -74,13 +74,7 @@ class Riad : public Method {
   explicit Riad(const Options& o);
   /// Images arrive in [0, 1]; to_network_range() maps them to the reference's [-1, 1].
   std::string normalization() const override { return "none"; }
-  void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
-  /// Builds the network on ctx.device (fit() does this; tests call it to load weights).
-  void build(const RunContext& ctx);
   /// The network after build(): "network".
   Network& part(const std::string& name);
   /// [0, 1] images as the network, the losses and the map see them ([-1, 1] with signed_range).
@@ -102,13 +96,17 @@ class Riad : public Method {
   /// The loss terms on a reconstruction of x (both in the network's range).
   LossValues losses(const torch::Tensor& x, const torch::Tensor& reconstruction) const;
 
+ protected:
+  void build_parts(const RunContext& ctx) override;
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  const std::vector<LossTerm>* loss_terms() const override { return &opt_.losses; }
+
  private:
-  StateLayout layout();
   int64_t multiple() const;
   Options opt_;
   std::unique_ptr<Network> net_;
   MapScoring scoring_;
-  TrainSummary trained_;
 };
 
 }  // namespace adfw

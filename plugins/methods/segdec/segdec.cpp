@@ -263,13 +263,13 @@ SegDec::Options::Options() {
   trainer.drop_last = false;
 }
 
-SegDec::SegDec(const Options& o) : opt_(o), scoring_(o.postprocess, o.image_score, "segdec", true) {}
+SegDec::SegDec(const Options& o) : TrainedMethod("segdec"), opt_(o), scoring_(o.postprocess, o.image_score, "segdec", true) {}
 
-void SegDec::build(const RunContext& ctx) {
+void SegDec::build_parts(const RunContext& ctx) {
   device_ = ctx.device;
-  torch::manual_seed(derive_seed(ctx.seeds.init(), "segdec/network"));
-  net_ = std::make_unique<SegDecNet>(opt_.network);
-  net_->module()->to(device_);
+  // Saved as "network.*"; the trainer's checkpoints and parameter group call it "segdecnet".
+  net_ = make_part(ctx, "network", [this] { return std::make_unique<SegDecNet>(opt_.network); },
+                   PartRole{true, "segdecnet"});
 }
 
 SegDecNet& SegDec::network() {
@@ -378,10 +378,10 @@ void SegDec::fit(FitContext& ctx) {
     log_warn("segdec: the training split has no anomalous images, so the networks only see normal ones and the "
              "decision head learns a constant (give it anomalies: data.n_pixel_labelled / n_image_labelled for "
              "KSDD2, or a split made with `adfw data split`)");
-  build(ctx.run);
-  TrainSpec spec;
-  spec.modules = {{"segdecnet", net_->module()}};
-  spec.groups = {{"segdecnet", net_->module()->parameters()}};
+  TrainedMethod::fit(ctx);
+}
+
+void SegDec::configure_training(TrainSpec& spec, FitContext&) {
   spec.hook = target_hook();
   spec.sampler = opt_.frequency_sampling ? "balanced_frequency" : "balanced";
   spec.on_epoch = [this](int64_t epoch) { set_epoch(epoch); };
@@ -391,25 +391,12 @@ void SegDec::fit(FitContext& ctx) {
     const auto [w_seg, w_dec] = at_step < 0 ? std::make_pair(1.0, opt_.delta) : loss_weights(epoch_);
     return step(forward(b.images), batch_targets(b, device_), w_seg, w_dec).values;
   };
-  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
-  trained_ = train(ctx, opt_.trainer, spec);
-}
-
-StateDict SegDec::state() const {
-  if (!net_) throw Error("segdec: no fitted state yet (fit() or load_state() first)");
-  return StateLayout().module("network", *net_->module()).save();
-}
-
-void SegDec::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  StateLayout().module("network", *net_->module()).load(state, source, ctx.device);
-  net_->module()->eval();
 }
 
 Prediction SegDec::predict(const Batch& batch, const RunContext&) {
-  if (!net_) throw Error("segdec: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  net_->module()->eval();  // no batch statistics: eval equals train mode (end2end.py eval_model)
+  eval_parts();  // no batch statistics: eval equals train mode (end2end.py eval_model)
   const SegDecNet::Outputs out = forward(batch.images);
   Prediction p;
   const torch::Tensor own = torch::sigmoid(out.decision).reshape({-1}).to(torch::kCPU).to(torch::kFloat32);
@@ -431,13 +418,10 @@ Prediction SegDec::predict(const Batch& batch, const RunContext&) {
   return p;
 }
 
-nlohmann::json SegDec::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "segdec";
+void SegDec::describe(nlohmann::json& j) const {
   j["dec_grad_multiplier"] = opt_.dec_grad_multiplier;
   j["dynamic_balancing"] = opt_.dynamic_balancing;
   j["frequency_sampling"] = opt_.frequency_sampling;
-  return j;
 }
 
 }  // namespace adfw

@@ -21,6 +21,7 @@
 #include <torch/torch.h>
 
 #include "adfw/method/method.hpp"
+#include "adfw/method/trained.hpp"
 #include "adfw/metric/reducers.hpp"
 #include "adfw/train/trainer.hpp"
 
@@ -70,7 +71,7 @@ torch::Tensor segdec_distance_weights(const torch::Tensor& mask, double max_val,
 /// data/dataset.py downsize: ReflectionPad2d(f) then AvgPool2d(2f + 1, stride f): (H,W) -> (1,H/f,W/f).
 torch::Tensor segdec_downsize(const torch::Tensor& x, int64_t factor = 8);
 
-class SegDec : public Method {
+class SegDec : public TrainedMethod {
  public:
   struct Options {
     SegDecNetOptions network;
@@ -123,14 +124,10 @@ class SegDec : public Method {
   };
   explicit SegDec(const Options& o);
   std::string normalization() const override { return "none"; }
+  /// Checks the training configuration and data, then trains (TrainedMethod::fit).
   void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
-  /// Builds the network on ctx.device (fit() does this; tests call it to load weights).
-  void build(const RunContext& ctx);
   SegDecNet& network();
   /// [0, 1] RGB images (N,C,H,W) as the network sees them (BGR when `bgr`).
   torch::Tensor network_input(const torch::Tensor& images) const;
@@ -170,12 +167,17 @@ class SegDec : public Method {
   /// The batch's targets from its extras (as the hook left them).
   static Targets batch_targets(const Batch& batch, const torch::Device& device);
 
+ protected:
+  void build_parts(const RunContext& ctx) override;
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  void describe(nlohmann::json& summary) const override;
+
  private:
   Options opt_;
   std::unique_ptr<SegDecNet> net_;
   MapScoring scoring_;
   int64_t epoch_ = 0;
-  TrainSummary trained_;
   torch::Device device_ = torch::kCPU;
 };
 

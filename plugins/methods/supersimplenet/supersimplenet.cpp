@@ -27,7 +27,7 @@ SuperSimpleNet::Options::Options() {
   embedding.target_dim = 1536;
 }
 
-SuperSimpleNet::SuperSimpleNet(const Options& o) : opt_(o) {
+SuperSimpleNet::SuperSimpleNet(const Options& o) : TrainedMethod("supersimplenet"), opt_(o) {
   if (opt_.losses.empty()) {
     opt_.losses = {loss_term("type = 'truncated_l1'\nmargin = 0.5\nprediction = 'segmentation'\ntarget = 'mask'"),
                    loss_term("type = 'focal'\ngamma = 4.0\ninput = 'logits'\nprediction = 'segmentation'\n"
@@ -96,22 +96,28 @@ torch::Tensor SuperSimpleNet::aggregate(const std::map<std::string, torch::Tenso
 }
 
 void SuperSimpleNet::build(const RunContext& ctx, int64_t channels) {
+  build_channels_ = channels;
+  try {
+    TrainedMethod::build(ctx);
+  } catch (...) {
+    build_channels_ = 0;
+    throw;
+  }
+  build_channels_ = 0;
+}
+
+void SuperSimpleNet::build_parts(const RunContext& ctx) {
   device_ = ctx.device;
   backbone_->module().to(device_);
   backbone_->module().eval();
   const Parts parts =
-      channels > 0 ? settle_parts(channels, "the features given to build() have") : parts_;
-  seed_init(ctx, "supersimplenet/adaptor");
-  adaptor_ = parts.adaptor.make();
-  seed_init(ctx, "supersimplenet/segmentation");
-  seg_ = parts.segmentation.make();
-  if (opt_.classify) {
-    seed_init(ctx, "supersimplenet/classification");
-    cls_ = parts.classification.make();
-  }
-  adaptor_->module()->to(device_);
-  seg_->module()->to(device_);
-  if (cls_) cls_->module()->to(device_);
+      build_channels_ > 0 ? settle_parts(build_channels_, "the features given to build() have") : parts_;
+  adaptor_ = make_part(ctx, "adaptor", parts.adaptor);
+  seg_ = make_part(ctx, "segmentation", parts.segmentation);
+  cls_.reset();
+  // A group of its own, as the reference's dec_lr: a short run can give the classification head a
+  // larger step than the segmentation head.
+  if (opt_.classify) cls_ = make_part(ctx, "classification", parts.classification);
 }
 
 Network& SuperSimpleNet::part(const std::string& name) {
@@ -202,18 +208,7 @@ LossValues SuperSimpleNet::losses(const StepTensors& st) const {
   return evaluate_losses(opt_.losses, st.outputs, st.targets, st.weights);
 }
 
-void SuperSimpleNet::fit(FitContext& ctx) {
-  require_losses(opt_.losses, "supersimplenet");
-  build(ctx.run);
-  TrainSpec spec;
-  spec.modules = {{"adaptor", adaptor_->module()}, {"segmentation", seg_->module()}};
-  spec.groups = {{"adaptor", params_of(*adaptor_)}, {"segmentation", params_of(*seg_)}};
-  if (cls_) {
-    spec.modules.push_back({"classification", cls_->module()});
-    // A group of its own, as the reference's dec_lr: a short run can give the classification
-    // head a larger step than the segmentation head.
-    spec.groups.push_back({"classification", params_of(*cls_)});
-  }
+void SuperSimpleNet::configure_training(TrainSpec& spec, FitContext& ctx) {
   const torch::Device device = ctx.run.device;
   spec.step = [this, device](const Batch& b, std::mt19937_64& rng, int64_t) {
     backbone_->module().eval();
@@ -221,16 +216,12 @@ void SuperSimpleNet::fit(FitContext& ctx) {
   };
   // Made here, not in the constructor: a fitted model loaded for prediction needs no textures.
   if (opt_.synthesis == "image") spec.hook = image_synthesis_hook();
-  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
-  trained_ = train(ctx, opt_.trainer, spec);
 }
 
 SuperSimpleNet::Inference SuperSimpleNet::infer(const torch::Tensor& features, int64_t height, int64_t width) {
-  if (!seg_) throw Error("supersimplenet: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  adaptor_->module()->eval();
-  seg_->module()->eval();
-  if (cls_) cls_->module()->eval();
+  eval_parts();
   // model/supersimplenet.py SuperSimpleNet.forward (eval): the heads on the clean adapted features,
   // the raw map upsampled (bilinear) and blurred; simplenet.py _predict likewise.
   torch::Tensor a = adaptor_->forward(features);
@@ -245,37 +236,15 @@ SuperSimpleNet::Inference SuperSimpleNet::infer(const torch::Tensor& features, i
 }
 
 Prediction SuperSimpleNet::predict(const Batch& batch, const RunContext& ctx) {
-  if (!seg_) throw Error("supersimplenet: predict() before fit()");
+  require_built("predict()");
   Inference r = infer(features(batch.images.to(ctx.device)), batch.images.size(2), batch.images.size(3));
   return {r.map, r.scores};
 }
 
-StateLayout SuperSimpleNet::layout() {
-  if (!adaptor_ || !seg_) throw Error("supersimplenet: no fitted state yet (fit() or load_state() first)");
-  StateLayout l;
-  l.module("adaptor", *adaptor_->module());
-  l.module("segmentation", *seg_->module());
-  if (cls_) l.module("classification", *cls_->module());
-  return l;
-}
-
-StateDict SuperSimpleNet::state() const { return const_cast<SuperSimpleNet*>(this)->layout().save(); }
-
-void SuperSimpleNet::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  layout().load(state, source, ctx.device);
-  adaptor_->module()->eval();
-  seg_->module()->eval();
-  if (cls_) cls_->module()->eval();
-}
-
-nlohmann::json SuperSimpleNet::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = opt_.classify ? "supersimplenet" : "supersimplenet (no classification head)";
-  j["losses"] = losses_json(opt_.losses);
+void SuperSimpleNet::describe(nlohmann::json& j) const {
+  if (!opt_.classify) j["method"] = "supersimplenet (no classification head)";
   j["synthesis"] = opt_.synthesis == "image" ? "image space: synthesizer " + opt_.synthesizer.type()
                                              : "feature space: noise " + opt_.noise.type();
-  return j;
 }
 
 }  // namespace adfw

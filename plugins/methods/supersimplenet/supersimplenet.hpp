@@ -27,7 +27,7 @@
 
 namespace adfw {
 
-class SuperSimpleNet : public Method {
+class SuperSimpleNet : public TrainedMethod {
  public:
   struct Options {
     Slot<Backbone> backbone{"resnet"};
@@ -112,11 +112,7 @@ class SuperSimpleNet : public Method {
   };
   explicit SuperSimpleNet(const Options& o);
   std::string normalization() const override;
-  void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Frozen, aggregated backbone features (N,C,h,w) of normalised images.
   torch::Tensor features(const torch::Tensor& images);
@@ -159,8 +155,14 @@ class SuperSimpleNet : public Method {
   /// A trained part after build(): "adaptor", "segmentation" or "classification".
   Network& part(const std::string& name);
 
+ protected:
+  void build_parts(const RunContext& ctx) override;
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  const std::vector<LossTerm>* loss_terms() const override { return &opt_.losses; }
+  void describe(nlohmann::json& summary) const override;
+
  private:
-  StateLayout layout();
   /// The network slots with their "auto" in_channels settled for `channels` feature channels
   /// (a given number checked: ConfigError naming the key path and both numbers).
   struct Parts {
@@ -173,7 +175,7 @@ class SuperSimpleNet : public Method {
   std::unique_ptr<Network> adaptor_, seg_, cls_;
   std::unique_ptr<FeatureNoise> noise_;
   MapScoring scoring_;
-  TrainSummary trained_;
+  int64_t build_channels_ = 0;  ///< build()'s `channels` while it runs
   torch::Device device_ = torch::kCPU;
 };
 

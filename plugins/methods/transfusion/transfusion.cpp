@@ -121,7 +121,7 @@ TransFusion::Options::Options() {
   postprocess = PostprocessChain({"type = 'mean_filter'\nkernel = 7\nborder = 'zeros'\n"});
 }
 
-TransFusion::TransFusion(const Options& o) : opt_(o) {
+TransFusion::TransFusion(const Options& o) : TrainedMethod("transfusion"), opt_(o) {
   if (opt_.losses.empty()) {
     // TransFusion.py loss (RGB mode): mse(noise, beta*eps) + 5 * torchvision sigmoid_focal_loss
     // (defaults alpha 0.25, gamma 2, mean) + smooth_l1(sigmoid, M) + (1 - SSIM) + l1 on the
@@ -143,11 +143,7 @@ TransFusion::TransFusion(const Options& o) : opt_(o) {
   scoring_ = MapScoring(opt_.postprocess, opt_.image_score, "transfusion", false);
 }
 
-void TransFusion::build(const RunContext& ctx) {
-  torch::manual_seed(derive_seed(ctx.seeds.init(), "transfusion/network"));
-  net_ = opt_.network.make();
-  net_->module()->to(ctx.device);
-}
+void TransFusion::build_parts(const RunContext& ctx) { net_ = make_part(ctx, "network", opt_.network); }
 
 TransparencyEstimates TransFusion::estimate(const torch::Tensor& xt, const torch::Tensor& mask_in,
                                             const torch::Tensor& t) {
@@ -220,15 +216,10 @@ TransFusionTrainStep TransFusion::train_step(const TransFusionTrainInput& in, st
   return s;
 }
 
-void TransFusion::fit(FitContext& ctx) {
-  if (opt_.losses.empty()) throw ConfigError("method.losses: transfusion needs at least one loss term");
-  build(ctx.run);
+void TransFusion::configure_training(TrainSpec& spec, FitContext& ctx) {
   const int64_t steps = opt_.steps;
   // Made here, not in the constructor: a fitted model loaded for prediction needs no textures.
   std::shared_ptr<Synthesizer> synth = opt_.synthesizer.make();
-  TrainSpec spec;
-  spec.modules = {{"network", net_->module()}};
-  spec.groups = {{"network", net_->module()->parameters()}};
   spec.hook = [synth, steps](Sample& s, std::mt19937_64& rng) {
     // The synthesizer gives mask, appearance, hint and step; train_step makes x_t (and keeps the
     // anomalies of the first half of the batch only).
@@ -256,14 +247,12 @@ void TransFusion::fit(FitContext& ctx) {
     in.t = b.extras.at("step").reshape({-1}).to(device);
     return train_step(in, rng).losses;
   };
-  spec.score = [this, &ctx](const Batch& b) { return predict(b, ctx.run).scores; };
-  trained_ = train(ctx, opt_.trainer, spec);
 }
 
 TransFusionMaps TransFusion::infer(const torch::Tensor& x, const TransparencyObserver& on_step) {
-  if (!net_) throw Error("transfusion: predict() before fit()");
+  require_built("predict()");
   torch::NoGradGuard ng;
-  net_->module()->eval();
+  eval_parts();
   const int64_t steps = opt_.steps;
   // EvaluationUtils.py calculate_transfussion_results calls get_transparentfussion_sample(net,
   // steps - 1, x), whose loop is reversed(range(1, steps - 1)): t = steps - 2 .. 1.
@@ -292,28 +281,6 @@ Prediction TransFusion::predict(const Batch& batch, const RunContext& ctx) {
   const TransFusionMaps m = infer(batch.images.to(ctx.device) * 2 - 1);
   const torch::Tensor map = m.map.to(torch::kCPU).to(torch::kFloat32);
   return {map, scoring_.scores(m.raw_map.to(torch::kCPU).to(torch::kFloat32), map)};
-}
-
-StateLayout TransFusion::layout() {
-  if (!net_) throw Error("transfusion: no fitted state yet (fit() or load_state() first)");
-  StateLayout l;
-  l.module("network", *net_->module());
-  return l;
-}
-
-StateDict TransFusion::state() const { return const_cast<TransFusion*>(this)->layout().save(); }
-
-void TransFusion::load_state(const StateDict& state, const RunContext& ctx, const std::string& source) {
-  build(ctx);
-  layout().load(state, source, ctx.device);
-  net_->module()->eval();
-}
-
-nlohmann::json TransFusion::summary() const {
-  nlohmann::json j = trained_.to_json();
-  j["method"] = "transfusion";
-  j["steps"] = opt_.steps;
-  return j;
 }
 
 }  // namespace adfw

@@ -108,7 +108,7 @@ struct TransFusionMaps {
   torch::Tensor map;
 };
 
-class TransFusion : public Method {
+class TransFusion : public TrainedMethod {
  public:
   struct Options {
     Slot<Network> network{"diffusion_unet"};
@@ -179,11 +179,7 @@ class TransFusion : public Method {
   };
   explicit TransFusion(const Options& o);
   std::string normalization() const override { return "none"; }
-  void fit(FitContext& ctx) override;
   Prediction predict(const Batch& batch, const RunContext& ctx) override;
-  nlohmann::json summary() const override;
-  StateDict state() const override;
-  void load_state(const StateDict& state, const RunContext& ctx, const std::string& source) override;
 
   /// Network estimates at steps t (N,) for (N,3,H,W) images in [-1, 1] and (N,1,H,W) mask inputs.
   TransparencyEstimates estimate(const torch::Tensor& xt, const torch::Tensor& mask_in, const torch::Tensor& t);
@@ -195,17 +191,20 @@ class TransFusion : public Method {
   TransFusionMaps infer(const torch::Tensor& x, const TransparencyObserver& on_step = {});
   /// The options in use (with the default loss terms filled in).
   const Options& options() const { return opt_; }
-  /// Builds the network (fit() does this; tests and benchmarks call it).
-  void build(const RunContext& ctx);
   /// The U-Net's parameters and buffers (after build()).
   std::shared_ptr<torch::nn::Module> module() { return net_ ? net_->module() : nullptr; }
 
+ protected:
+  void build_parts(const RunContext& ctx) override;
+  void configure_training(TrainSpec& spec, FitContext& ctx) override;
+  const TrainerOptions& trainer_options() const override { return opt_.trainer; }
+  const std::vector<LossTerm>* loss_terms() const override { return &opt_.losses; }
+  void describe(nlohmann::json& summary) const override { summary["steps"] = opt_.steps; }
+
  private:
-  StateLayout layout();
   Options opt_;
   std::unique_ptr<Network> net_;
   MapScoring scoring_;
-  TrainSummary trained_;
 };
 
 }  // namespace adfw
