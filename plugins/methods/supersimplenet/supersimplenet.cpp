@@ -138,17 +138,28 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const Batch& batch, std
   return step_tensors(f, batch, noise_->draw(f, rng));
 }
 
-SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f, const Batch& batch,
-                                                         const FeatureNoiseDraws& draws) {
-  const torch::Device device = f.device();
-  torch::Tensor a;
+torch::Tensor SuperSimpleNet::adapt(const torch::Tensor& f) {
   try {
-    a = adaptor_->forward(f);
+    return adaptor_->forward(f);
   } catch (const c10::Error& e) {
     throw ConfigError("method.adaptor: cannot take the backbone's " + std::to_string(f.size(1)) +
                       " feature channels; set its in_channels to " + std::to_string(f.size(1)) + " (" +
                       e.what_without_backtrace() + ")");
   }
+}
+
+void SuperSimpleNet::run_heads(const torch::Tensor& features, StepTensors& st) {
+  torch::Tensor seg = seg_->forward(features);
+  st.outputs["segmentation"] = seg;
+  // Stop-grad cuts only the map (model/supersimplenet.py, Discriminator.forward): the
+  // classification loss still trains the adaptor through the features.
+  if (cls_) st.outputs["score"] = cls_->forward(features, opt_.stop_grad ? seg.detach() : seg).reshape({-1});
+}
+
+SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f, const Batch& batch,
+                                                         const FeatureNoiseDraws& draws) {
+  const torch::Device device = f.device();
+  torch::Tensor a = adapt(f);
   // Pixel labels only where the data has them: image-label-only anomalies get an all-zero mask
   // here and weight 0 in pixel losses below.
   const torch::Tensor pixel_weights = pixel_loss_weights(batch);
@@ -158,14 +169,7 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f,
   StepTensors st;
   st.adapted = a;
   st.perturbed = noisy.features;
-  torch::Tensor seg = seg_->forward(noisy.features);
-  st.outputs["segmentation"] = seg;
-  if (cls_) {
-    // Stop-grad cuts only the map (model/supersimplenet.py, Discriminator.forward): the
-    // classification loss still trains the adaptor through the features.
-    torch::Tensor sin = opt_.stop_grad ? seg.detach() : seg;
-    st.outputs["score"] = cls_->forward(noisy.features, sin).reshape({-1});
-  }
+  run_heads(noisy.features, st);
   st.targets["mask"] = noisy.mask.to(torch::kFloat32);
   st.targets["label"] = noisy.labels.to(torch::kFloat32);
   st.weights["mask"] = pixel_weights.repeat({copies, 1, 1, 1}).to(device);
@@ -174,7 +178,7 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors(const torch::Tensor& f,
 
 SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors_image(const torch::Tensor& f, const Batch& batch) {
   const torch::Device device = f.device();
-  torch::Tensor a = adaptor_->forward(f);
+  torch::Tensor a = adapt(f);
   // The anomalies are in the images already: their masks (synthetic or real) come to the feature
   // grid exactly as the feature noise brings real masks there (downscale_mask), image-label-only
   // anomalies keep weight 0 in pixel losses.
@@ -182,9 +186,7 @@ SuperSimpleNet::StepTensors SuperSimpleNet::step_tensors_image(const torch::Tens
   StepTensors st;
   st.adapted = a;
   st.perturbed = a;
-  torch::Tensor seg = seg_->forward(a);
-  st.outputs["segmentation"] = seg;
-  if (cls_) st.outputs["score"] = cls_->forward(a, opt_.stop_grad ? seg.detach() : seg).reshape({-1});
+  run_heads(a, st);
   st.targets["mask"] = downscale_mask((batch.masks * pixel_weights).to(device), a.size(2), a.size(3));
   st.targets["label"] = batch.labels.to(device).to(torch::kFloat32);
   st.weights["mask"] = pixel_weights.to(device);

@@ -132,6 +132,10 @@ class SuperSimpleNet : public TrainedMethod {
   /// synthesis "image": a step whose anomalies are already in the images (from image_synthesis_hook):
   /// the heads on the clean adapted features, targets the batch's masks at the feature grid and its labels.
   StepTensors step_tensors_image(const torch::Tensor& features, const Batch& batch);
+  /// The adaptor on aggregated features (a ConfigError naming method.adaptor when it cannot take
+  /// their channels), and both heads on (possibly perturbed) adapted features into st.outputs.
+  torch::Tensor adapt(const torch::Tensor& features);
+  void run_heads(const torch::Tensor& adapted, StepTensors& st);
   /// synthesis "image": the loader hook that puts a synthetic anomaly into each normal training
   /// sample (image 0..1 before normalisation; mask, label and pixel supervision set from the result).
   SampleHook image_synthesis_hook() const;
