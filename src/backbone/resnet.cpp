@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/mkldnn_convolution.h>
+#include <ATen/ops/mkldnn_max_pool2d.h>
 #include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 
 #include <cmath>
@@ -202,7 +203,10 @@ class ResNetFused {
       if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t.to_dense();
     };
     torch::Tensor h = stem_(x.contiguous().to_mkldnn()).relu_();
-    h = at::max_pool2d(h, {3, 3}, {2, 2}, {1, 1});
+    // The oneDNN kernel by name: LibTorch 2.x routes at::max_pool2d on oneDNN tensors through its
+    // composite lowering and fails outside InferenceMode (whose tensors could not feed a trained
+    // adaptor).
+    h = at::mkldnn_max_pool2d(h, {3, 3}, {2, 2}, {1, 1}, {1, 1}, false);
     keep(0, h);
     for (int s = 0; s < 4 && s < deepest; ++s) {
       for (const Block& b : layers_[s]) {
