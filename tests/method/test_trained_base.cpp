@@ -1,6 +1,5 @@
 // TrainedMethod, the base of the trained methods: seeded parts, the trainer's modules and groups,
 // state() / load_state() with extra tensors, summary().
-#include <catch2/catch.hpp>
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/rng.hpp"
