@@ -63,6 +63,7 @@ bool same_parameters(torch::nn::Module& x, torch::nn::Module& y) {
 }  // namespace
 
 TEST_CASE("trained base: each part is initialised from the init stream of \"<method>/<part>\"", "[method-trained]") {
+  test::load_builtin_plugins();  // the loss registry (each ctest case is its own process)
   const RunContext ctx = run_with_seed(7);
   Toy toy;
   toy.build(ctx);
@@ -81,6 +82,7 @@ TEST_CASE("trained base: each part is initialised from the init stream of \"<met
 }
 
 TEST_CASE("trained base: the trainer gets the trained parts in build order, under their trainer names", "[method-trained]") {
+  test::load_builtin_plugins();  // the loss registry (each ctest case is its own process)
   Toy toy;
   toy.build(run_with_seed(1));
   const TrainSpec spec = toy.training_spec();
@@ -99,6 +101,7 @@ TEST_CASE("trained base: the trainer gets the trained parts in build order, unde
 }
 
 TEST_CASE("trained base: state() holds every part and the extra tensors, load_state() restores them", "[method-trained]") {
+  test::load_builtin_plugins();  // the loss registry (each ctest case is its own process)
   Toy toy;
   CHECK_THROWS_WITH(toy.state(), Catch::Contains("toy: no fitted state yet"));
   const Batch empty;
@@ -130,6 +133,7 @@ TEST_CASE("trained base: state() holds every part and the extra tensors, load_st
 }
 
 TEST_CASE("trained base: summary() names the method, its losses and its own facts", "[method-trained]") {
+  test::load_builtin_plugins();  // the loss registry (each ctest case is its own process)
   Toy toy;
   const nlohmann::json j = toy.summary();
   CHECK(j.at("method") == "toy");
