@@ -30,6 +30,13 @@ int tap_depth(const std::string& tap) {
   return static_cast<int>(it - names.begin());
 }
 
+/// The deepest of `wanted` (tap_depth), or -1 for none: how far a forward has to run.
+int deepest_tap(const std::vector<std::string>& wanted) {
+  int deepest = -1;
+  for (const auto& w : wanted) deepest = std::max(deepest, tap_depth(w));
+  return deepest;
+}
+
 }  // namespace
 
 ResNetConfig ResNetConfig::for_arch(const std::string& arch) {
@@ -111,8 +118,7 @@ ResNetImpl::ResNetImpl(const ResNetConfig& config) : config_(config) {
 
 std::map<std::string, torch::Tensor> ResNetImpl::forward_taps(const torch::Tensor& x,
                                                               const std::vector<std::string>& wanted) {
-  int deepest = -1;
-  for (const auto& w : wanted) deepest = std::max(deepest, tap_depth(w));
+  const int deepest = deepest_tap(wanted);
   std::map<std::string, torch::Tensor> out;
   auto keep = [&](int depth, const torch::Tensor& t) {
     const std::string& name = tap_names()[depth];
@@ -194,10 +200,11 @@ class ResNetFused {
     }
   }
 
-  /// The taps up to `deepest` (tap_depth), as ResNetImpl::forward_taps gives them.
-  std::map<std::string, torch::Tensor> forward(const torch::Tensor& x, const std::vector<std::string>& wanted,
-                                               int deepest) const {
+  /// The `wanted` taps, as ResNetImpl::forward_taps gives them.
+  std::map<std::string, torch::Tensor> forward(const torch::Tensor& x, const std::vector<std::string>& wanted) const {
+    const int deepest = deepest_tap(wanted);
     std::map<std::string, torch::Tensor> out;
+    if (deepest < 0) return out;
     auto keep = [&](int depth, const torch::Tensor& t) {
       const std::string& name = ResNetImpl::tap_names()[depth];
       if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) out[name] = t.to_dense();
@@ -280,11 +287,7 @@ std::map<std::string, torch::Tensor> ResNetBackbone::forward(const torch::Tensor
   if (options_.trainable) return net_->forward_taps(x, selected_);
   torch::NoGradGuard no_grad;
   if (x.device().is_cpu() && x.scalar_type() == torch::kFloat32) {
-    if (std::shared_ptr<const ResNetFused> plan = fused_plan()) {
-      int deepest = -1;
-      for (const auto& t : selected_) deepest = std::max(deepest, tap_depth(t));
-      return plan->forward(x, selected_, deepest);
-    }
+    if (std::shared_ptr<const ResNetFused> plan = fused_plan()) return plan->forward(x, selected_);
   }
   return net_->forward_taps(x, selected_);
 }
@@ -309,8 +312,8 @@ std::vector<int64_t> weight_signature(torch::nn::Module& net) {
 
 std::shared_ptr<const ResNetFused> ResNetBackbone::fused_plan() {
   if (options_.trainable || options_.inference != "fused" || !at::hasMKLDNN()) return nullptr;
-  if (!net_->parameters().front().device().is_cpu() || net_->parameters().front().scalar_type() != torch::kFloat32)
-    return nullptr;
+  const torch::Tensor first = net_->parameters().front();
+  if (!first.device().is_cpu() || first.scalar_type() != torch::kFloat32) return nullptr;
   std::lock_guard<std::mutex> lock(fused_mutex_);
   std::vector<int64_t> sig = weight_signature(*net_);
   if (!fused_ || sig != fused_signature_) {
