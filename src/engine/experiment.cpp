@@ -1,6 +1,7 @@
 #include "adfw/engine/experiment.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <iomanip>
 #include <numeric>
 #include <optional>
@@ -264,7 +265,9 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
                            {"test_images_per_second", test_seconds > 0 ? test.size() / test_seconds : 0.0},
                            {"test_stages", stage_json},
                            {"fit_stages", fit_stage_json}};
+  const auto eval_start = std::chrono::steady_clock::now();
   nlohmann::json metrics = evaluate_and_report(in, e.eval, folder.dir(), protocol);
+  timing["evaluation_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   // After the evaluation, so that the figures cover the whole run; the report writes after this.
   const nlohmann::json resources = process_resources();
   for (const auto& [k, v] : resources.items()) timing[k] = v;

@@ -1,9 +1,13 @@
 #include "adfw/method/memory_bank.hpp"
 
 #include <algorithm>
-#include <deque>
+#include <atomic>
 #include <cmath>
+#include <deque>
+#include <limits>
 #include <random>
+
+#include <ATen/Parallel.h>
 
 #if ADFW_HAVE_FAISS
 #include <faiss/IndexFlat.h>
@@ -20,9 +24,40 @@ namespace adfw {
 // ---------------------------------------------------------------------------------------------
 // Aggregation
 // ---------------------------------------------------------------------------------------------
+namespace {
+/// adaptive_avg_pool1d over the flattened neighbourhood axis of unfolded maps (N, L, h, w) -> (N, out, h, w),
+/// computed plane by plane on this layout. Each element sums the same values in the same order as
+/// ATen's pool of the transposed rows (window [floor(i L / out), ceil((i + 1) L / out)), a float sum from
+/// zero, divided by the window length), so the result is identical bit for bit; it saves transposing
+/// a tensor of C*p*p channels per position.
+torch::Tensor pool_neighbourhoods(const torch::Tensor& unf, int64_t out_dim) {
+  const int64_t n = unf.size(0), len = unf.size(1), hw = unf.size(2) * unf.size(3);
+  torch::Tensor out = torch::empty({n, out_dim, unf.size(2), unf.size(3)});
+  const float* src = unf.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, n * out_dim, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> acc(static_cast<std::size_t>(hw));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t img = t / out_dim, i = t % out_dim;
+      const int64_t first = (i * len) / out_dim, last = 1 + ((i + 1) * len - 1) / out_dim;
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t e = first; e < last; ++e) {
+        const float* plane = src + (img * len + e) * hw;
+        for (int64_t q = 0; q < hw; ++q) acc[q] += plane[q];
+      }
+      const float count = static_cast<float>(last - first);
+      float* o = dst + t * hw;
+      for (int64_t q = 0; q < hw; ++q) o[q] = acc[q] / count;
+    }
+  });
+  return out;
+}
+}  // namespace
+
 torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps, const std::vector<std::string>& layers,
                                 const PatchAggregationOptions& o, PatchAggregationTrace* trace) {
   if (layers.empty()) throw Error("aggregate_patches: no layers given");
+  ScopedStage stage("aggregate");
   const int p = o.patch_size;
   const int pad = (p - 1) / 2;
   int64_t n = 0, h0 = 0, w0 = 0;
@@ -45,6 +80,12 @@ torch::Tensor aggregate_patches(const std::map<std::string, torch::Tensor>& maps
                                     .size(std::vector<int64_t>{h0, w0})
                                     .mode(torch::kBilinear)
                                     .align_corners(false));
+    }
+    // Without a trace or autograd, on the CPU: the same pool without the transpose (identical values).
+    if (!trace && unf.device().is_cpu() && !(torch::GradMode::is_enabled() && unf.requires_grad())) {
+      const torch::Tensor pooled = pool_neighbourhoods(unf.contiguous(), o.layer_dim);
+      per_layer.push_back(pooled.permute({0, 2, 3, 1}).reshape({n * h0 * w0, o.layer_dim}));
+      continue;
     }
     // (N*h0*w0, 1, C*p*p) -> adaptive average pool over the flattened neighbourhood.
     torch::Tensor flat = unf.permute({0, 2, 3, 1}).reshape({n * h0 * w0, 1, c * p * p});
@@ -131,10 +172,80 @@ struct MemoryBank::Faiss {
 #endif
 };
 
+// The pruned backend's bound. With the bank's mean m, an orthonormal basis V (d x r) of its first
+// principal directions, and for any row x its coordinates p(x) = V^T (x - m) and the length
+// e(x) = |(x - m) - V p(x)| of what V leaves out, Pythagoras and the triangle inequality give
+//   |q - b|^2 = |p(q) - p(b)|^2 + |e-vectors' difference|^2 >= |p(q) - p(b)|^2 + (e(q) - e(b))^2.
+// The bound costs r multiply-adds per pair instead of d; patch features are strongly correlated,
+// so a few dozen components hold nearly all the variance and the bound is tight. Only rows whose
+// bound is below the current k-th smallest exact distance are measured, so the search is exact.
+struct MemoryBank::Pruning {
+  int64_t dims = 0;
+  double variance_kept = 0;
+  torch::Tensor mean;         // (d) float32
+  torch::Tensor basis;        // (d, r) float32, orthonormal columns
+  torch::Tensor proj;         // (n, r) bank coordinates p(b)
+  torch::Tensor proj_sq;      // (n) |p(b)|^2
+  torch::Tensor resid;        // (n) e(b)
+  double max_centred_sq = 0;  // max_b |b - m|^2, for the rounding allowance
+  mutable std::atomic<int64_t> queries{0}, exact{0}, fallback_queries{0};
+};
+
+namespace {
+
+/// Squared Euclidean distance of two float rows, summed in 16 lanes (vectorised by the compiler)
+/// and then in a fixed order, so a pair's distance never depends on threads or blocking.
+float squared_distance(const float* a, const float* b, int64_t d) {
+  float lane[16] = {0.f};
+  int64_t j = 0;
+  for (; j + 16 <= d; j += 16)
+    for (int l = 0; l < 16; ++l) {
+      const float t = a[j + l] - b[j + l];
+      lane[l] += t * t;
+    }
+  float s = 0.f;
+  for (; j < d; ++j) {
+    const float t = a[j] - b[j];
+    s += t * t;
+  }
+  for (float v : lane) s += v;
+  return s;
+}
+
+/// The smallest k distances seen so far for one query, ascending (k is small: insertion).
+struct TopK {
+  float* dist;
+  int64_t k, filled = 0;
+  float threshold() const { return filled < k ? std::numeric_limits<float>::infinity() : dist[k - 1]; }
+  void offer(float v) {
+    if (filled == k && v >= dist[k - 1]) return;
+    int64_t i = filled < k ? filled++ : k - 1;
+    while (i > 0 && dist[i - 1] > v) {
+      dist[i] = dist[i - 1];
+      --i;
+    }
+    dist[i] = v;
+  }
+};
+
+constexpr int64_t kPruneQueryBlock = 256;   // queries per bound tile
+constexpr int64_t kPruneBankBlock = 4096;   // bank rows per bound tile (tile: 4 MB, stays in cache)
+// A block whose exact measurements exceed this fraction of its pairs is searched in full instead:
+// the bound is not pruning there, and a full distance block is cheaper than that many single rows.
+constexpr double kPruneGiveUp = 1.0 / 8.0;
+// Rounding allowance of the bound, relative to the squared lengths it is computed from. The float32
+// bound's error is a few 1e-7 of them; 1e-5 keeps every row that could be the nearest.
+constexpr double kPruneSlack = 1e-5;
+
+}  // namespace
+
 MemoryBank::MemoryBank(KnnOptions o) : opt_(std::move(o)) {
 #if !ADFW_HAVE_FAISS
   if (opt_.backend == "faiss") throw ConfigError("knn backend \"faiss\" asked for, but adfw was built without faiss");
 #endif
+  if (opt_.backend == "pruned" && (opt_.distance == "cosine" || opt_.fp16_bank))
+    throw ConfigError("knn backend \"pruned\" needs distance squared_l2 or l2 and a float32 bank (fp16_bank = false); "
+                      "use backend \"auto\" to pick one that fits");
 }
 MemoryBank::~MemoryBank() = default;
 MemoryBank::MemoryBank(MemoryBank&&) noexcept = default;
@@ -143,7 +254,23 @@ MemoryBank& MemoryBank::operator=(MemoryBank&&) noexcept = default;
 int64_t MemoryBank::size() const { return bank_.defined() ? bank_.size(0) : 0; }
 int64_t MemoryBank::dim() const { return bank_.defined() ? bank_.size(1) : 0; }
 
-std::string MemoryBank::backend_in_use() const { return faiss_ ? "faiss" : "torch"; }
+std::string MemoryBank::backend_in_use() const {
+  if (pruning_)
+    return "pruned (exact; " + std::to_string(pruning_->dims) + " of " + std::to_string(dim()) +
+           " principal components in the bound)";
+  return faiss_ ? "faiss" : "torch";
+}
+
+KnnPruningStats MemoryBank::pruning() const {
+  KnnPruningStats st;
+  if (!pruning_) return st;
+  st.dims = pruning_->dims;
+  st.variance_kept = pruning_->variance_kept;
+  st.queries = pruning_->queries.load();
+  st.exact = pruning_->exact.load();
+  st.fallback_queries = pruning_->fallback_queries.load();
+  return st;
+}
 
 void MemoryBank::set(torch::Tensor features) {
   torch::NoGradGuard ng;
@@ -170,6 +297,52 @@ void MemoryBank::index(const torch::Tensor& f) {
   bank_ = opt_.fp16_bank ? f.to(torch::kFloat16) : f;
   bank_sq_norms_ = (f * f).sum(1);
   faiss_.reset();
+  pruning_.reset();
+  const bool prune = opt_.backend == "pruned" ||
+                     (opt_.backend == "auto" && opt_.distance != "cosine" && !opt_.fp16_bank && f.size(0) >= 2048 &&
+                      f.size(1) >= 32);
+  if (prune) {
+    // Principal directions from the covariance of the bank (float32 products, float64 eigensolver;
+    // the bound holds for any orthonormal basis, the principal one only makes it tight).
+    const int64_t n = f.size(0), d = f.size(1);
+    auto p = std::make_unique<Pruning>();
+    p->mean = f.mean(0);
+    torch::Tensor cov = torch::zeros({d, d});
+    for (int64_t s = 0; s < n; s += 8192) {
+      const torch::Tensor c = f.slice(0, s, std::min(n, s + 8192)) - p->mean;
+      cov.addmm_(c.t(), c);
+    }
+    const auto eig = torch::linalg_eigh(cov.to(torch::kFloat64));
+    const torch::Tensor values = std::get<0>(eig).flip(0).clamp_min(0);  // descending
+    const torch::Tensor vectors = std::get<1>(eig).flip(1);
+    const double total = std::max(values.sum().item<double>(), 1e-30);
+    const torch::Tensor kept = values.cumsum(0) / total;
+    int64_t r = opt_.prune_dims;
+    if (r <= 0) {
+      // The fewest multiple of 8 holding 99% of the variance, at most 64 and half the dimensions
+      // (beyond that the bound costs as much as the distances it saves).
+      const int64_t most = std::max<int64_t>(8, std::min<int64_t>(64, d / 2));
+      r = 8;
+      while (r < most && kept[r - 1].item<double>() < 0.99) r += 8;
+    }
+    r = std::min(r, d);
+    p->dims = r;
+    p->variance_kept = kept[r - 1].item<double>();
+    p->basis = vectors.slice(1, 0, r).to(torch::kFloat32).contiguous();
+    p->proj = torch::empty({n, r});
+    p->resid = torch::empty({n});
+    for (int64_t s = 0; s < n; s += 8192) {
+      const int64_t e = std::min(n, s + 8192);
+      const torch::Tensor c = f.slice(0, s, e) - p->mean;
+      const torch::Tensor coords = torch::mm(c, p->basis);
+      p->proj.slice(0, s, e).copy_(coords);
+      p->resid.slice(0, s, e).copy_((c - torch::mm(coords, p->basis.t())).norm(2, 1));
+      p->max_centred_sq = std::max(p->max_centred_sq, (c * c).sum(1).max().item<double>());
+    }
+    p->proj_sq = (p->proj * p->proj).sum(1);
+    pruning_ = std::move(p);
+    return;
+  }
 #if ADFW_HAVE_FAISS
   if (opt_.backend != "torch") {
     faiss_ = std::make_unique<Faiss>();
@@ -202,6 +375,76 @@ torch::Tensor MemoryBank::search_torch(const torch::Tensor& q) const {
   return best;
 }
 
+torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
+  const Pruning& p = *pruning_;
+  const int64_t m = q.size(0), n = size(), d = dim(), k = std::min(opt_.k, size());
+  const torch::Tensor qc = q - p.mean;
+  const torch::Tensor q_proj = torch::mm(qc, p.basis);
+  const torch::Tensor q_resid = (qc - torch::mm(q_proj, p.basis.t())).norm(2, 1).contiguous();
+  const torch::Tensor q_proj_sq = (q_proj * q_proj).sum(1).contiguous();
+  const torch::Tensor q_centred_sq = (qc * qc).sum(1).contiguous();
+  torch::Tensor out = torch::empty({m, k});
+  const float* qd = q.data_ptr<float>();
+  const float* bd = bank_.data_ptr<float>();
+  const float* qr = q_resid.data_ptr<float>();
+  const float* qs = q_proj_sq.data_ptr<float>();
+  const float* qcs = q_centred_sq.data_ptr<float>();
+  const float* br = p.resid.data_ptr<float>();
+  const float* bs = p.proj_sq.data_ptr<float>();
+  float* od = out.data_ptr<float>();
+  int64_t exact_total = 0, fallback = 0;
+  for (int64_t q0 = 0; q0 < m; q0 += kPruneQueryBlock) {
+    const int64_t q1 = std::min(m, q0 + kPruneQueryBlock), nq = q1 - q0;
+    std::vector<float> slack(static_cast<std::size_t>(nq));
+    for (int64_t i = 0; i < nq; ++i) {
+      const double len = std::sqrt(double(qcs[q0 + i])) + std::sqrt(p.max_centred_sq);
+      slack[i] = static_cast<float>(kPruneSlack * len * len);
+    }
+    std::vector<TopK> top;
+    for (int64_t i = 0; i < nq; ++i) top.push_back(TopK{od + (q0 + i) * k, k});
+    const torch::Tensor qp = q_proj.slice(0, q0, q1);
+    std::atomic<int64_t> measured{0};
+    bool gave_up = false;
+    for (int64_t b0 = 0; b0 < n && !gave_up; b0 += kPruneBankBlock) {
+      const int64_t b1 = std::min(n, b0 + kPruneBankBlock), nb = b1 - b0;
+      const torch::Tensor dots = torch::mm(qp, p.proj.slice(0, b0, b1).t()).contiguous();  // (nq, nb)
+      const float* g = dots.data_ptr<float>();
+      at::parallel_for(0, nq, 8, [&](int64_t i0, int64_t i1) {
+        int64_t count = 0;
+        for (int64_t i = i0; i < i1; ++i) {
+          TopK& t = top[static_cast<std::size_t>(i)];
+          const float* row = g + i * nb;
+          const float a = qs[q0 + i], ra = qr[q0 + i], tol = slack[static_cast<std::size_t>(i)];
+          const float* qrow = qd + (q0 + i) * d;
+          for (int64_t j = 0; j < nb; ++j) {
+            const float e = ra - br[b0 + j];
+            const float bound = a + bs[b0 + j] - 2.f * row[j] + e * e;
+            if (bound <= t.threshold() + tol) {
+              t.offer(squared_distance(qrow, bd + (b0 + j) * d, d));
+              ++count;
+            }
+          }
+        }
+        measured += count;
+      });
+      if (double(measured.load()) > kPruneGiveUp * double(nq) * double(b1)) gave_up = true;
+    }
+    // Non-finite features compare false against every bound; let the full search report them.
+    for (const TopK& t : top) gave_up = gave_up || t.filled < k;
+    if (gave_up) {
+      // The bound does not separate these queries from the bank: one full distance block instead.
+      const torch::Tensor full = search_torch(q.slice(0, q0, q1));
+      out.slice(0, q0, q1).copy_(full);
+      fallback += nq;
+    }
+    exact_total += measured.load();
+  }
+  p.queries += m - fallback;
+  p.fallback_queries += fallback;
+  p.exact += exact_total;
+  return out.clamp_min(0);
+}
+
 torch::Tensor MemoryBank::search(const torch::Tensor& queries) const {
   torch::NoGradGuard ng;
   ScopedStage stage("nearest_neighbour");
@@ -211,6 +454,7 @@ torch::Tensor MemoryBank::search(const torch::Tensor& queries) const {
   torch::Tensor q = queries.to(torch::kFloat32).contiguous();
   if (opt_.distance == "cosine") q = F::normalize(q, F::NormalizeFuncOptions().dim(1));
   torch::Tensor d;
+  if (pruning_) d = search_pruned(q);
 #if ADFW_HAVE_FAISS
   if (faiss_) {
     const int64_t k = std::min(opt_.k, size());

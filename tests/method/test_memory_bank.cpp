@@ -96,8 +96,16 @@ TEST_CASE("memory bank kNN distances equal brute force for every backend and dis
       if (distance == "squared_l2") ref = ref.pow(2);
     }
     ref = std::get<0>(ref.topk(k, 1, false, true));
-    for (const std::string backend : {"torch", "auto"}) {
+    for (const std::string backend : {"torch", "auto", "pruned"}) {
       for (bool fp16 : {false, true}) {
+        if (backend == "pruned" && (fp16 || distance == "cosine")) {
+          adfw::KnnOptions o;
+          o.distance = distance;
+          o.backend = backend;
+          o.fp16_bank = fp16;
+          CHECK_THROWS_AS(adfw::MemoryBank(o), adfw::ConfigError);
+          continue;
+        }
         adfw::KnnOptions o;
         o.k = k;
         o.distance = distance;
@@ -116,6 +124,85 @@ TEST_CASE("memory bank kNN distances equal brute force for every backend and dis
   }
   adfw::MemoryBank empty;
   CHECK_THROWS_AS(empty.search(q), adfw::Error);
+}
+
+TEST_CASE("pruned kNN is exact, measures few rows on correlated features, and falls back on isotropic ones",
+          "[method][knn]") {
+  // Correlated features like a CNN's patches: 6 latent factors in 96 dimensions plus small noise.
+  const torch::Tensor mix = randn({6, 96}, 31, torch::kFloat32);
+  const auto correlated = [&](int64_t n, uint64_t seed) {
+    return torch::mm(randn({n, 6}, seed, torch::kFloat32), mix) + 0.05 * randn({n, 96}, seed + 1, torch::kFloat32);
+  };
+  torch::Tensor bank = correlated(5000, 32);
+  torch::Tensor q = correlated(600, 34);
+  // Queries that sit exactly on bank rows (distance 0) and far outliers.
+  q.slice(0, 0, 10).copy_(bank.slice(0, 100, 110));
+  q.slice(0, 10, 20).mul_(25.0);
+  const auto brute = [](const torch::Tensor& queries, const torch::Tensor& rows, int64_t k) {
+    return std::get<0>(torch::cdist(queries.to(torch::kFloat64), rows.to(torch::kFloat64)).pow(2).topk(k, 1, false, true));
+  };
+  for (int64_t k : {1, 4}) {
+    for (int64_t dims : {0, 8, 24}) {
+      adfw::KnnOptions o;
+      o.k = k;
+      o.prune_dims = dims;
+      adfw::MemoryBank mb(o);  // backend auto: pruned for a bank this size
+      mb.set(bank);
+      INFO("k " << k << ", prune_dims " << dims << ": " << mb.backend_in_use());
+      REQUIRE(mb.pruning().dims == (dims == 0 ? 8 : dims));
+      const torch::Tensor ref = brute(q, bank, k);
+      const torch::Tensor got = mb.search(q).to(torch::kFloat64);
+      CHECK(torch::allclose(got, ref, 1e-4, 1e-4));
+      CHECK((got.slice(0, 0, 10).select(1, 0) == 0).all().item<bool>());
+      const adfw::KnnPruningStats st = mb.pruning();
+      CHECK(st.variance_kept > 0.99);
+      CHECK(st.fallback_queries == 0);
+      CHECK(st.queries == q.size(0));
+      // The bound leaves a small fraction of the 5000 rows to measure.
+      CHECK(double(st.exact) / double(st.queries) < 0.05 * 5000);
+    }
+  }
+  // Isotropic noise: no few directions hold the variance, the bound prunes nothing, and the blocks
+  // are searched in full, still exactly.
+  bank = randn({3000, 64}, 35, torch::kFloat32);
+  q = randn({300, 64}, 36, torch::kFloat32);
+  adfw::KnnOptions o;
+  o.backend = "pruned";
+  o.k = 2;
+  o.prune_dims = 8;
+  adfw::MemoryBank mb(o);
+  mb.set(bank);
+  CHECK(torch::allclose(mb.search(q).to(torch::kFloat64), brute(q, bank, 2), 1e-4, 1e-4));
+  CHECK(mb.pruning().fallback_queries == 300);
+  CHECK(mb.pruning().dims == 8);
+  // l2 is the square root of the same search.
+  o.distance = "l2";
+  adfw::MemoryBank l2(o);
+  l2.set(bank);
+  CHECK(torch::allclose(l2.search(q).to(torch::kFloat64), brute(q, bank, 2).sqrt(), 1e-4, 1e-4));
+}
+
+TEST_CASE("patch aggregation without a trace equals the traced (reference-order) computation bit for bit",
+          "[method][aggregation]") {
+  // The untraced CPU path pools the unfolded maps plane by plane instead of transposing them; it must
+  // give the reference's adaptive_avg_pool1d values exactly, for window lengths that are whole,
+  // fractional, and shorter than one element per output.
+  const torch::Tensor a = randn({2, 5, 6, 7}, 41, torch::kFloat32);
+  const torch::Tensor b = randn({2, 7, 3, 4}, 42, torch::kFloat32);
+  for (int64_t layer_dim : {5, 10, 16, 45, 100}) {
+    for (int p : {1, 3}) {
+      adfw::PatchAggregationOptions o;
+      o.patch_size = p;
+      o.layer_dim = layer_dim;
+      o.target_dim = 12;
+      adfw::PatchAggregationTrace trace;
+      const torch::Tensor traced = adfw::aggregate_patches({{"a", a}, {"b", b}}, {"a", "b"}, o, &trace);
+      const torch::Tensor fast = adfw::aggregate_patches({{"a", a}, {"b", b}}, {"a", "b"}, o);
+      INFO("layer_dim " << layer_dim << ", patch " << p);
+      REQUIRE(fast.sizes() == traced.sizes());
+      CHECK(torch::equal(fast, traced));
+    }
+  }
 }
 
 TEST_CASE("patch aggregation: identity settings and a hand-computed neighbourhood", "[method][aggregation]") {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,7 @@ struct KnnOptions {
   std::string backend = "auto";
   bool fp16_bank = false;
   int64_t chunk = 8192;
+  int64_t prune_dims = 0;
   template <class V>
   void fields(V& v) {
     v("k", k, "nearest neighbours averaged into a patch score (reference: anomaly_scorer_num_nn = 1)",
@@ -100,12 +102,29 @@ struct KnnOptions {
     v("distance", distance,
       "squared_l2 (what the reference's faiss IndexFlatL2 returns), l2, or cosine (1 - cosine similarity)",
       Check::one_of({"squared_l2", "l2", "cosine"}));
-    v("backend", backend, "auto (faiss when built with it), faiss, or torch (chunked matmuls, bounded memory)",
-      Check::one_of({"auto", "faiss", "torch"}));
+    v("backend", backend,
+      "auto (pruned for (squared) L2 on a float32 bank of at least 2048 rows, else faiss when built with it, else "
+      "torch), pruned (exact: a principal-component lower bound skips the bank rows that cannot be among the k "
+      "nearest, and only the rest are measured), faiss (IndexFlat), or torch (chunked matmuls, bounded memory)",
+      Check::one_of({"auto", "pruned", "faiss", "torch"}));
     v("fp16_bank", fp16_bank, "store the bank in float16 (half the memory; distances computed in float32)");
     v("chunk", chunk, "torch backend: bank rows per distance block (bounds memory to queries x chunk)",
       Check::at_least(1));
+    v("prune_dims", prune_dims,
+      "pruned backend: principal components in the lower bound; 0 = the fewest (a multiple of 8, from 8 to 64 and "
+      "at most half the feature dimension) that hold 99% of the bank's variance. More prune more rows but cost more "
+      "per row",
+      Check::at_least(0));
   }
+};
+
+/// How the pruned backend has done so far (see MemoryBank::pruning()).
+struct KnnPruningStats {
+  int64_t dims = 0;             ///< principal components in the bound
+  double variance_kept = 0;     ///< fraction of the bank's variance those components hold
+  int64_t queries = 0;          ///< queries answered by the bound
+  int64_t exact = 0;            ///< bank rows measured exactly for them
+  int64_t fallback_queries = 0; ///< queries of blocks where the bound pruned too little (searched in full)
 };
 
 class MemoryBank {
@@ -129,15 +148,20 @@ class MemoryBank {
   /// Mean of the k nearest distances per query -> (m,).
   torch::Tensor score(const torch::Tensor& queries) const;
   std::string backend_in_use() const;
+  /// Counters of the pruned backend (all zero for the others).
+  KnnPruningStats pruning() const;
 
  private:
   torch::Tensor search_torch(const torch::Tensor& q) const;
-  void index(const torch::Tensor& f);  ///< bank rows as they are: norms, faiss index
+  torch::Tensor search_pruned(const torch::Tensor& q) const;
+  void index(const torch::Tensor& f);  ///< bank rows as they are: norms, faiss index or the pruning bound
   KnnOptions opt_;
   torch::Tensor bank_;
   torch::Tensor bank_sq_norms_;
   struct Faiss;
   std::unique_ptr<Faiss> faiss_;
+  struct Pruning;
+  std::unique_ptr<Pruning> pruning_;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,23 @@
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/log.hpp"
+#include "adfw/core/stages.hpp"
 
 namespace adfw {
+
+namespace {
+/// The pruned kNN backend's counters for metrics.json (null for the other backends).
+nlohmann::json knn_pruning_json(const MemoryBank& bank) {
+  const KnnPruningStats st = bank.pruning();
+  if (st.dims == 0) return nullptr;
+  const int64_t all = st.queries + st.fallback_queries;
+  return {{"dims", st.dims},
+          {"variance_kept", st.variance_kept},
+          {"queries", all},
+          {"rows_measured_per_query", all > 0 ? double(st.exact) / double(all) : 0.0},
+          {"queries_searched_in_full", st.fallback_queries}};
+}
+}  // namespace
 
 PatchCore::PatchCore(const Options& o)
     : opt_(o),
@@ -50,10 +65,17 @@ void PatchCore::fit(FitContext& ctx) {
   if (filled < all.size(0)) all = all.slice(0, 0, filled);
   train_patches_ = all.size(0);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int64_t> idx = select_coreset(all, opt_.coreset, ctx.run.seeds.sampling());
+  std::vector<int64_t> idx;
+  {
+    ScopedStage stage("coreset");
+    idx = select_coreset(all, opt_.coreset, ctx.run.seeds.sampling());
+  }
   coreset_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   torch::Tensor index = torch::tensor(idx, torch::kInt64);
-  bank_.set(all.index_select(0, index));
+  {
+    ScopedStage stage("knn_index");
+    bank_.set(all.index_select(0, index));
+  }
   log_info("patchcore: memory bank " + std::to_string(bank_.size()) + " of " + std::to_string(train_patches_) +
            " patches (" + opt_.coreset.kind + ", ratio " + std::to_string(opt_.coreset.ratio) + ", " +
            std::to_string(coreset_seconds_) + " s), kNN backend " + bank_.backend_in_use());
@@ -73,6 +95,7 @@ nlohmann::json PatchCore::summary() const {
           {"feature_dim", bank_.dim()},
           {"coreset_seconds", coreset_seconds_},
           {"knn_backend", bank_.backend_in_use()},
+          {"knn_pruning", knn_pruning_json(bank_)},
           {"checkpoint", "training-free (memory bank of all training images)"}};
 }
 
