@@ -37,9 +37,21 @@ def main():
     ap.add_argument("--repetitions", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    # The reference targets torch 2.x; torch 1.13 names the scheduler base class _LRScheduler.
+    # The reference targets torch 2.x. Torch 1.13 names the scheduler base class _LRScheduler ...
     if not hasattr(schedulers, "LRScheduler"):
         schedulers.LRScheduler = schedulers._LRScheduler
+    # ... and squeezes one dim at a time (torch 2.0 takes a tuple, as the reference's heads do).
+    if tuple(int(v) for v in torch.__version__.split(".")[:1]) < (2,):
+        squeeze = torch.Tensor.squeeze
+
+        def squeeze_dims(t, dim=None):
+            if isinstance(dim, (tuple, list)):
+                for d in sorted((d % t.dim() for d in dim), reverse=True):
+                    t = squeeze(t, d)
+                return t
+            return squeeze(t) if dim is None else squeeze(t, dim)
+
+        torch.Tensor.squeeze = squeeze_dims
     # Random weights instead of the download of IMAGENET1K_V1 (same network, same cost).
     wrn50 = torchvision.models.wide_resnet50_2
     torchvision.models.wide_resnet50_2 = lambda weights=None, **kw: wrn50(weights=None, **kw)

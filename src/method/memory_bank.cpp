@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <mutex>
 #include <random>
 
 #include <ATen/Parallel.h>
@@ -189,6 +190,11 @@ struct MemoryBank::Pruning {
   torch::Tensor resid;        // (n) e(b)
   double max_centred_sq = 0;  // max_b |b - m|^2, for the rounding allowance
   mutable std::atomic<int64_t> queries{0}, exact{0}, fallback_queries{0};
+  // Consecutive query blocks where the bound pruned too little; from kPruneStopAfter on, the bank
+  // is searched in full without trying (features without the low-rank structure).
+  mutable std::atomic<int> gave_up_in_a_row{0};
+  mutable std::once_flag full_once;
+  mutable std::unique_ptr<Faiss> full;  // faiss index of the bank, for the blocks searched in full
 };
 
 namespace {
@@ -233,6 +239,7 @@ constexpr int64_t kPruneBankBlock = 4096;   // bank rows per bound tile (tile: 4
 // A block whose exact measurements exceed this fraction of its pairs is searched in full instead:
 // the bound is not pruning there, and a full distance block is cheaper than that many single rows.
 constexpr double kPruneGiveUp = 1.0 / 8.0;
+constexpr int kPruneStopAfter = 4;
 // Rounding allowance of the bound, relative to the squared lengths it is computed from. The float32
 // bound's error is a few 1e-7 of them; 1e-5 keeps every row that could be the nearest.
 constexpr double kPruneSlack = 1e-5;
@@ -343,18 +350,44 @@ void MemoryBank::index(const torch::Tensor& f) {
     pruning_ = std::move(p);
     return;
   }
+  if (opt_.backend != "torch") faiss_ = make_faiss(f);
+}
+
+std::unique_ptr<MemoryBank::Faiss> MemoryBank::make_faiss(const torch::Tensor& f) const {
 #if ADFW_HAVE_FAISS
-  if (opt_.backend != "torch") {
-    faiss_ = std::make_unique<Faiss>();
-    const int d = static_cast<int>(f.size(1));
-    const faiss::MetricType metric = opt_.distance == "cosine" ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
-    if (opt_.fp16_bank) faiss_->index = std::make_unique<faiss::IndexScalarQuantizer>(d, faiss::ScalarQuantizer::QT_fp16, metric);
-    else if (metric == faiss::METRIC_L2) faiss_->index = std::make_unique<faiss::IndexFlatL2>(d);
-    else faiss_->index = std::make_unique<faiss::IndexFlatIP>(d);
-    if (!faiss_->index->is_trained) faiss_->index->train(f.size(0), f.data_ptr<float>());
-    faiss_->index->add(f.size(0), f.data_ptr<float>());
+  auto fx = std::make_unique<Faiss>();
+  const int d = static_cast<int>(f.size(1));
+  const faiss::MetricType metric = opt_.distance == "cosine" ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+  if (opt_.fp16_bank) fx->index = std::make_unique<faiss::IndexScalarQuantizer>(d, faiss::ScalarQuantizer::QT_fp16, metric);
+  else if (metric == faiss::METRIC_L2) fx->index = std::make_unique<faiss::IndexFlatL2>(d);
+  else fx->index = std::make_unique<faiss::IndexFlatIP>(d);
+  if (!fx->index->is_trained) fx->index->train(f.size(0), f.data_ptr<float>());
+  fx->index->add(f.size(0), f.data_ptr<float>());
+  return fx;
+#else
+  (void)f;
+  return nullptr;
+#endif
+}
+
+torch::Tensor MemoryBank::search_full(const torch::Tensor& q) const {
+  const Faiss* fx = faiss_.get();
+  // The pruned backend falls back to faiss where its bound does not prune, built on first need.
+  if (!fx && pruning_) {
+    std::call_once(pruning_->full_once, [&] { pruning_->full = make_faiss(bank_); });
+    fx = pruning_->full.get();
+  }
+#if ADFW_HAVE_FAISS
+  if (fx) {
+    const int64_t k = std::min(opt_.k, size());
+    torch::Tensor d = torch::empty({q.size(0), k});
+    // faiss's index type is Index::idx_t up to 1.7 and faiss::idx_t later; ntotal has it on both.
+    std::vector<decltype(faiss::Index::ntotal)> labels(static_cast<std::size_t>(q.size(0) * k));
+    fx->index->search(q.size(0), q.data_ptr<float>(), k, d.data_ptr<float>(), labels.data());
+    return opt_.distance == "cosine" ? 1.0 - d : d;
   }
 #endif
+  return search_torch(q);
 }
 
 torch::Tensor MemoryBank::search_torch(const torch::Tensor& q) const {
@@ -395,6 +428,11 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
   int64_t exact_total = 0, fallback = 0;
   for (int64_t q0 = 0; q0 < m; q0 += kPruneQueryBlock) {
     const int64_t q1 = std::min(m, q0 + kPruneQueryBlock), nq = q1 - q0;
+    if (p.gave_up_in_a_row.load() >= kPruneStopAfter) {
+      out.slice(0, q0, m).copy_(search_full(q.slice(0, q0, m)));
+      fallback += m - q0;
+      break;
+    }
     std::vector<float> slack(static_cast<std::size_t>(nq));
     for (int64_t i = 0; i < nq; ++i) {
       const double len = std::sqrt(double(qcs[q0 + i])) + std::sqrt(p.max_centred_sq);
@@ -433,9 +471,11 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
     for (const TopK& t : top) gave_up = gave_up || t.filled < k;
     if (gave_up) {
       // The bound does not separate these queries from the bank: one full distance block instead.
-      const torch::Tensor full = search_torch(q.slice(0, q0, q1));
-      out.slice(0, q0, q1).copy_(full);
+      out.slice(0, q0, q1).copy_(search_full(q.slice(0, q0, q1)));
       fallback += nq;
+      ++p.gave_up_in_a_row;
+    } else {
+      p.gave_up_in_a_row = 0;
     }
     exact_total += measured.load();
   }
@@ -453,19 +493,7 @@ torch::Tensor MemoryBank::search(const torch::Tensor& queries) const {
     throw Error("memory bank: queries have " + std::to_string(queries.size(-1)) + " dims, the bank " + std::to_string(dim()));
   torch::Tensor q = queries.to(torch::kFloat32).contiguous();
   if (opt_.distance == "cosine") q = F::normalize(q, F::NormalizeFuncOptions().dim(1));
-  torch::Tensor d;
-  if (pruning_) d = search_pruned(q);
-#if ADFW_HAVE_FAISS
-  if (faiss_) {
-    const int64_t k = std::min(opt_.k, size());
-    d = torch::empty({q.size(0), k});
-    // faiss's index type is Index::idx_t up to 1.7 and faiss::idx_t later; ntotal has it on both.
-    std::vector<decltype(faiss::Index::ntotal)> labels(static_cast<std::size_t>(q.size(0) * k));
-    faiss_->index->search(q.size(0), q.data_ptr<float>(), k, d.data_ptr<float>(), labels.data());
-    if (opt_.distance == "cosine") d = 1.0 - d;
-  }
-#endif
-  if (!d.defined()) d = search_torch(q);
+  torch::Tensor d = pruning_ ? search_pruned(q) : search_full(q);
   if (opt_.distance == "l2") d = d.clamp_min(0).sqrt();
   return d;
 }

@@ -175,6 +175,14 @@ TEST_CASE("pruned kNN is exact, measures few rows on correlated features, and fa
   CHECK(torch::allclose(mb.search(q).to(torch::kFloat64), brute(q, bank, 2), 1e-4, 1e-4));
   CHECK(mb.pruning().fallback_queries == 300);
   CHECK(mb.pruning().dims == 8);
+  // After kPruneStopAfter (4) blocks in a row gave up, the rest go to the full search untried: of
+  // 1200 more queries (5 blocks), only 2 blocks measure rows before that.
+  const int64_t measured_before = mb.pruning().exact;
+  const torch::Tensor more = randn({1200, 64}, 37, torch::kFloat32);
+  CHECK(torch::allclose(mb.search(more).to(torch::kFloat64), brute(more, bank, 2), 1e-4, 1e-4));
+  CHECK(mb.pruning().fallback_queries == 1500);
+  CHECK(mb.pruning().exact - measured_before <= 2 * 256 * 3000);
+  CHECK(mb.pruning().exact - measured_before > 0);
   // l2 is the square root of the same search.
   o.distance = "l2";
   adfw::MemoryBank l2(o);

@@ -154,11 +154,13 @@ class MemoryBank {
  private:
   torch::Tensor search_torch(const torch::Tensor& q) const;
   torch::Tensor search_pruned(const torch::Tensor& q) const;
+  torch::Tensor search_full(const torch::Tensor& q) const;  ///< faiss when built with it, else torch
+  struct Faiss;
+  std::unique_ptr<Faiss> make_faiss(const torch::Tensor& f) const;
   void index(const torch::Tensor& f);  ///< bank rows as they are: norms, faiss index or the pruning bound
   KnnOptions opt_;
   torch::Tensor bank_;
   torch::Tensor bank_sq_norms_;
-  struct Faiss;
   std::unique_ptr<Faiss> faiss_;
   struct Pruning;
   std::unique_ptr<Pruning> pruning_;
