@@ -3,6 +3,7 @@
 //   *_TrainStep: forward + backward of a scalar loss (no optimiser step), train mode;
 //   DiffusionUNet_Inference: one denoising call (forward, eval mode, no autograd) per image.
 // The batch is the benchmark argument. Warm-up, repetitions, conditions: bench_common.hpp.
+// bench/reference/draem_step.py times the DRAEM reference's own sub-networks on the same terms.
 #include "bench_common.hpp"
 
 #include "adfw/core/threads.hpp"
