@@ -234,6 +234,20 @@ struct TopK {
   }
 };
 
+/// Rows x (m, d) in the bound's terms: coordinates p(x) in the basis, length e(x) of what it leaves
+/// out, and |x - mean|^2. The bank's rows and the queries go through this same computation.
+struct Projected {
+  torch::Tensor coords, resid, centred_sq;
+};
+Projected project(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& basis) {
+  const torch::Tensor c = x - mean;
+  Projected out;
+  out.coords = torch::mm(c, basis);
+  out.resid = (c - torch::mm(out.coords, basis.t())).norm(2, 1).contiguous();
+  out.centred_sq = (c * c).sum(1).contiguous();
+  return out;
+}
+
 constexpr int64_t kPruneQueryBlock = 256;   // queries per bound tile
 constexpr int64_t kPruneBankBlock = 4096;   // bank rows per bound tile (tile: 4 MB, stays in cache)
 // A block whose exact measurements exceed this fraction of its pairs is searched in full instead:
@@ -340,11 +354,10 @@ void MemoryBank::index(const torch::Tensor& f) {
     p->resid = torch::empty({n});
     for (int64_t s = 0; s < n; s += 8192) {
       const int64_t e = std::min(n, s + 8192);
-      const torch::Tensor c = f.slice(0, s, e) - p->mean;
-      const torch::Tensor coords = torch::mm(c, p->basis);
-      p->proj.slice(0, s, e).copy_(coords);
-      p->resid.slice(0, s, e).copy_((c - torch::mm(coords, p->basis.t())).norm(2, 1));
-      p->max_centred_sq = std::max(p->max_centred_sq, (c * c).sum(1).max().item<double>());
+      const Projected rows = project(f.slice(0, s, e), p->mean, p->basis);
+      p->proj.slice(0, s, e).copy_(rows.coords);
+      p->resid.slice(0, s, e).copy_(rows.resid);
+      p->max_centred_sq = std::max(p->max_centred_sq, rows.centred_sq.max().item<double>());
     }
     p->proj_sq = (p->proj * p->proj).sum(1);
     pruning_ = std::move(p);
@@ -411,11 +424,11 @@ torch::Tensor MemoryBank::search_torch(const torch::Tensor& q) const {
 torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
   const Pruning& p = *pruning_;
   const int64_t m = q.size(0), n = size(), d = dim(), k = std::min(opt_.k, size());
-  const torch::Tensor qc = q - p.mean;
-  const torch::Tensor q_proj = torch::mm(qc, p.basis);
-  const torch::Tensor q_resid = (qc - torch::mm(q_proj, p.basis.t())).norm(2, 1).contiguous();
+  const Projected qx = project(q, p.mean, p.basis);
+  const torch::Tensor& q_proj = qx.coords;
+  const torch::Tensor& q_resid = qx.resid;
+  const torch::Tensor& q_centred_sq = qx.centred_sq;
   const torch::Tensor q_proj_sq = (q_proj * q_proj).sum(1).contiguous();
-  const torch::Tensor q_centred_sq = (qc * qc).sum(1).contiguous();
   torch::Tensor out = torch::empty({m, k});
   const float* qd = q.data_ptr<float>();
   const float* bd = bank_.data_ptr<float>();
