@@ -21,9 +21,20 @@
 
 #include <torch/version.h>
 
+#include "adfw/core/plugin.hpp"
 #include "adfw/core/threads.hpp"
 
 namespace adfw::bench {
+
+/// Loads the installed plugins (methods and their parts) once per program, for benchmarks that
+/// build a method; Google Benchmark calls each benchmark function several times.
+inline void load_plugins_once() {
+  static const bool loaded = [] {
+    adfw::load_all_plugins();
+    return true;
+  }();
+  (void)loaded;
+}
 
 /// The intra-op thread count of this process: ADFW_BENCH_THREADS when set, else `fallback`.
 inline int& thread_setting() {

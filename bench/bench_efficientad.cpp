@@ -12,18 +12,13 @@
 #include <cstdlib>
 #include <string>
 
-#include "adfw/core/plugin.hpp"
 #include "adfw/core/threads.hpp"
 #include "methods/efficientad/efficientad.hpp"
 
 namespace {
 
 std::unique_ptr<adfw::EfficientAd> make() {
-  static bool loaded = [] {
-    adfw::load_all_plugins();
-    return true;
-  }();
-  (void)loaded;
+  adfw::bench::load_plugins_once();
   adfw::EfficientAd::Options o;
   adfw::read_options(o, toml::parse("teacher_weights = 'random'\n"), "method");
   auto m = std::make_unique<adfw::EfficientAd>(o);

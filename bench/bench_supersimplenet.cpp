@@ -9,17 +9,12 @@
 
 #include <random>
 
-#include "adfw/core/plugin.hpp"
 #include "methods/supersimplenet/supersimplenet.hpp"
 
 namespace {
 
 std::unique_ptr<adfw::SuperSimpleNet> make() {
-  static bool loaded = [] {
-    adfw::load_all_plugins();
-    return true;
-  }();
-  (void)loaded;
+  adfw::bench::load_plugins_once();
   adfw::SuperSimpleNet::Options o;
   const toml::table t = toml::parse(
       "[backbone]\ntype = 'resnet'\narch = 'wide_resnet50_2'\nweights = 'random'\nlayers = ['layer2', 'layer3']\n");

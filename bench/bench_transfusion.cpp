@@ -7,18 +7,13 @@
 // Run from the build folder (plugins are loaded from lib/adfw/plugins).
 #include "bench_common.hpp"
 
-#include "adfw/core/plugin.hpp"
 #include "adfw/core/threads.hpp"
 #include "methods/transfusion/transfusion.hpp"
 
 namespace {
 
 std::unique_ptr<adfw::TransFusion> make() {
-  static bool loaded = [] {
-    adfw::load_all_plugins();
-    return true;
-  }();
-  (void)loaded;
+  adfw::bench::load_plugins_once();
   adfw::TransFusion::Options o;
   toml::table t = toml::parse("[synthesizer]\ntype = 'transparency'\ntexture_probability = 0.0\n");
   adfw::read_options(o, t, "method");

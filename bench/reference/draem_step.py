@@ -12,11 +12,11 @@ Prints the median, min and max wall seconds per iteration after one untimed warm
   OMP_WAIT_POLICY=PASSIVE ADFW_BENCH_THREADS=2 build/bin/bench_networks --benchmark_filter=Draem
 """
 import argparse
-import statistics
 import sys
-import time
 
 import torch
+
+from timing import describe, time_calls
 
 
 def time_network(net, x, repetitions):
@@ -29,13 +29,7 @@ def time_network(net, x, repetitions):
         loss.backward()
         return loss.item()
 
-    step()  # warm-up
-    times = []
-    for _ in range(repetitions):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
+    return time_calls(step, repetitions)
 
 
 def main():
@@ -53,10 +47,8 @@ def main():
     for name, net, channels in (("reconstructive", ReconstructiveSubNetwork(in_channels=3, out_channels=3), 3),
                                 ("discriminative", DiscriminativeSubNetwork(in_channels=6, out_channels=2), 6)):
         times = time_network(net, torch.rand(a.batch, channels, 256, 256), a.repetitions)
-        med = statistics.median(times)
         print(f"DRAEM reference {name} sub-network, forward + backward, batch {a.batch}, 256 px, {a.threads} threads, "
-              f"torch {torch.__version__}: median {med:.2f} s (min {min(times):.2f}, max {max(times):.2f}; "
-              f"{a.repetitions} iterations), {a.batch / med:.3f} images/s", flush=True)
+              f"torch {torch.__version__}: {describe(times, a.batch)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,14 @@ Needs python3-torch and python3-torchvision (Debian packages); no download: the 
 with random weights.
 """
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 import torch.optim.lr_scheduler as schedulers
 import torchvision.models
+
+from timing import describe, time_calls
 
 
 def main():
@@ -87,17 +87,9 @@ def main():
         optimizer.step()
         return loss.item()
 
-    step()  # warm-up
-    times = []
-    for _ in range(a.repetitions):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    times = time_calls(step, a.repetitions)
     print(f"SuperSimpleNet reference step, batch {a.batch}, 256 px, {a.threads} threads, torch {torch.__version__}: "
-          f"median {med:.2f} s (min {min(times):.2f}, max {max(times):.2f}; {a.repetitions} steps), "
-          f"{a.batch / med:.2f} images/s")
-
+          f"{describe(times, a.batch)}")
 
 if __name__ == "__main__":
     main()
