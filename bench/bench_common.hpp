@@ -21,6 +21,7 @@
 
 #include <torch/version.h>
 
+#include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/plugin.hpp"
 #include "adfw/core/threads.hpp"
 
@@ -70,6 +71,7 @@ inline void measured_long(benchmark::internal::Benchmark* b) { measure(b, 0.01, 
 /// The body of every benchmark program's main().
 inline int run_main(int argc, char** argv, int default_threads) {
   adfw::ensure_passive_omp_wait(argv);
+  adfw::install_cpu_allocator();
   const char* env_threads = std::getenv("ADFW_BENCH_THREADS");
   thread_setting() = env_threads ? std::max(1, std::atoi(env_threads)) : default_threads;
   benchmark::Initialize(&argc, argv);
@@ -79,6 +81,7 @@ inline int run_main(int argc, char** argv, int default_threads) {
                                                       (env_threads ? " (ADFW_BENCH_THREADS)" : " (default)"));
   benchmark::AddCustomContext("OMP_WAIT_POLICY", wait ? wait : "(unset)");
   benchmark::AddCustomContext("blas", adfw::blas_library());
+  benchmark::AddCustomContext("cpu_allocator", adfw::cpu_allocator_name());
   benchmark::AddCustomContext("libtorch", TORCH_VERSION);
   benchmark::AddCustomContext("cores_available", std::to_string(adfw::available_cores()));
   benchmark::RunSpecifiedBenchmarks();

@@ -4,10 +4,13 @@
 #endif
 #include "catch_compat.hpp"
 
+#include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/threads.hpp"
 
 int main(int argc, char* argv[]) {
   // Tests are small; two threads keep ctest -j2 from oversubscribing the machine.
   adfw::configure_threads(1);
+  // The allocator the CLI runs with (ADFW_CPU_ALLOCATOR=system tests LibTorch's own).
+  adfw::install_cpu_allocator();
   return Catch::Session().run(argc, argv);
 }

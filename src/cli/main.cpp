@@ -8,6 +8,7 @@
 
 #include "adfw/build_info.hpp"
 #include "adfw/core/command.hpp"
+#include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/log.hpp"
 #include "adfw/core/plugin.hpp"
@@ -93,6 +94,7 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   adfw::ensure_passive_omp_wait(argv);
+  adfw::install_cpu_allocator();
   try {
     return run(argc, argv);
   } catch (const adfw::ConfigError& e) {

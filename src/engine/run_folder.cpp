@@ -13,6 +13,7 @@
 
 #include "adfw/build_info.hpp"
 #include "adfw/core/clock.hpp"
+#include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/threads.hpp"
@@ -119,6 +120,7 @@ nlohmann::json environment_info(const std::string& device, int threads, uint64_t
   j["threads"] = threads;
   j["cores"] = available_cores();
   j["blas"] = blas_library();
+  j["cpu_allocator"] = cpu_allocator_name();
   const char* wait = std::getenv("OMP_WAIT_POLICY");
   j["omp_wait_policy"] = wait ? wait : "(default: active)";
   j["seed"] = seed;
