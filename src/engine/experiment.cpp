@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "adfw/backbone/backbone.hpp"
+#include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/error.hpp"
 #include "adfw/core/io.hpp"
 #include "adfw/core/log.hpp"
@@ -184,6 +185,9 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
                    {"method", e.method.type()},
                    {"config", resolved_config},
                    {"summary", method->summary().dump()}});
+  // Fitting's freed blocks are of no use to scoring, and held on they would add to the peak of
+  // the phases after it, whose own allocations (some not LibTorch's) differ.
+  release_cached_cpu_memory();
 
   // Inference over the test split.
   LoaderOptions lo;
@@ -216,6 +220,7 @@ nlohmann::json run_in_folder(const ExperimentOptions& e, const std::string& reso
   }
   const std::map<std::string, StageTotals> stages = StageTimes::stop();
   bar.finish();
+  release_cached_cpu_memory();  // the evaluation's curves and maps are mostly std::vectors
   const double test_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   nlohmann::json stage_json = nlohmann::json::object();
   std::string stage_line;
