@@ -11,12 +11,11 @@ Prints the median, min and max wall seconds per iteration after one untimed warm
       --reference /path/to/DRAEM --threads 2 --batch 8 --repetitions 3
   OMP_WAIT_POLICY=PASSIVE ADFW_BENCH_THREADS=2 build/bin/bench_networks --benchmark_filter=Draem
 """
-import argparse
 import sys
 
 import torch
 
-from timing import describe, time_calls
+from timing import describe, reference_args, time_calls
 
 
 def time_network(net, x, repetitions):
@@ -33,13 +32,7 @@ def time_network(net, x, repetitions):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", required=True, help="folder of a DRAEM checkout")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repetitions", type=int, default=3)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    a = reference_args("DRAEM", default_batch=8)
     sys.path.insert(0, a.reference)
     from model_unet import DiscriminativeSubNetwork, ReconstructiveSubNetwork
 

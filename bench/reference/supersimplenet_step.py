@@ -18,7 +18,6 @@ seconds per step and images per second, after one untimed warm-up step.
 Needs python3-torch and python3-torchvision (Debian packages); no download: the backbone is built
 with random weights.
 """
-import argparse
 import sys
 
 import torch
@@ -26,17 +25,11 @@ import torch.nn.functional as F
 import torch.optim.lr_scheduler as schedulers
 import torchvision.models
 
-from timing import describe, time_calls
+from timing import describe, reference_args, time_calls
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", required=True, help="folder of a SuperSimpleNet checkout")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--repetitions", type=int, default=3)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    a = reference_args("SuperSimpleNet", default_batch=32)
     # The reference targets torch 2.x. Torch 1.13 names the scheduler base class _LRScheduler ...
     if not hasattr(schedulers, "LRScheduler"):
         schedulers.LRScheduler = schedulers._LRScheduler

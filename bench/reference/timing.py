@@ -1,8 +1,24 @@
 """Wall-clock timing shared by the reference step scripts: one untimed warm-up call (first-call
 allocations and oneDNN primitive creation are not the steady state), then `repetitions` timed
 calls. The adfw side (bench_common.hpp) reports the same median, min and max."""
+import argparse
 import statistics
 import time
+
+import torch
+
+
+def reference_args(checkout, default_batch):
+    """The options every reference step script takes (--reference, --threads, --batch,
+    --repetitions); sets torch's thread count from them."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reference", required=True, help=f"folder of a {checkout} checkout")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=default_batch)
+    ap.add_argument("--repetitions", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    return a
 
 
 def time_calls(call, repetitions):
