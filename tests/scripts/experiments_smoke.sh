@@ -12,6 +12,9 @@ dtd="$shared/datasets/dtd_subset/images"
 status=0
 skipped=0
 while IFS= read -r exp; do
+  # One experiment's run folders at a time: the trained methods' checkpoints (weights and optimiser
+  # state, twice with the rerun) add up to tens of GB over all files on a small CI disk.
+  rm -rf "$work/runs" "$work/rerun"
   extra=()
   # No pretrained weights on a test machine: experiments with a backbone use a seeded random init.
   if "$adfw" config "$exp" --preset presets/smoke | grep -E '^[[:space:]]*\[method\.backbone\]' > /dev/null; then
