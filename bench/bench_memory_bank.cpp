@@ -41,11 +41,13 @@ torch::Tensor patch_like(int64_t n, int64_t d, int64_t factors, uint64_t seed) {
 }
 
 // Scoring: query patches per second against a bank of n x 1024 (k = 1). Arguments: bank rows,
-// queries, threads, latent factors of the data (0 = isotropic).
-void BM_Knn(benchmark::State& state, const std::string& backend) {
+// queries, threads, latent factors of the data (0 = isotropic). `arithmetic`: the pruned backend's
+// rounding (faiss's, what auto picks with faiss, or direct sums of squares).
+void BM_Knn(benchmark::State& state, const std::string& backend, const std::string& arithmetic = "auto") {
   adfw::configure_threads(static_cast<int>(state.range(2)));
   adfw::KnnOptions o;
   o.backend = backend;
+  o.arithmetic = arithmetic;
   adfw::MemoryBank bank(o);
   bank.set(patch_like(state.range(0), 1024, state.range(3), 2));
   const torch::Tensor q = patch_like(state.range(1), 1024, state.range(3), 3);
@@ -56,6 +58,7 @@ void BM_Knn(benchmark::State& state, const std::string& backend) {
   state.SetItemsProcessed(state.iterations() * state.range(1));
   const adfw::KnnPruningStats st = bank.pruning();
   if (st.dims > 0) {
+    state.SetLabel("arithmetic " + st.arithmetic);
     const double all = double(st.queries + st.fallback_queries);
     state.counters["rows_measured_per_query"] = double(st.exact) / all;
     state.counters["searched_in_full"] = double(st.fallback_queries) / all;
@@ -71,6 +74,9 @@ BENCHMARK_CAPTURE(BM_Knn, torch, std::string("torch"))
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 BENCHMARK_CAPTURE(BM_Knn, pruned, std::string("pruned"))
     ->Args({65536, 6272, 2, 12})->Args({65536, 6272, 1, 12})->Args({65536, 6272, 2, 0})
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
+BENCHMARK_CAPTURE(BM_Knn, pruned_direct, std::string("pruned"), std::string("direct"))
+    ->Args({65536, 6272, 2, 12})->Args({65536, 6272, 2, 0})
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Apply(adfw::bench::measured);
 
 // PaDiM fit: stream `images` embeddings of d channels on a side x side grid in batches of 16, then

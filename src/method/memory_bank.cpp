@@ -17,6 +17,7 @@
 
 #include "adfw/core/error.hpp"
 #include "adfw/core/stages.hpp"
+#include "adfw/method/faiss_rounding.hpp"
 
 namespace F = torch::nn::functional;
 
@@ -189,6 +190,11 @@ struct MemoryBank::Pruning {
   torch::Tensor proj_sq;      // (n) |p(b)|^2
   torch::Tensor resid;        // (n) e(b)
   double max_centred_sq = 0;  // max_b |b - m|^2, for the rounding allowance
+  // faiss's rounding of the measured distances (knn.arithmetic), with the bank's norms as faiss
+  // computes them; null: direct sums of squared differences.
+  std::shared_ptr<const L2Rounding> rounding;
+  torch::Tensor faiss_norms;  // (n)
+  float max_faiss_norm = 0;
   mutable std::atomic<int64_t> queries{0}, exact{0}, fallback_queries{0};
   // Consecutive query blocks where the bound pruned too little; from kPruneStopAfter on, the bank
   // is searched in full without trying (features without the low-rank structure).
@@ -257,12 +263,34 @@ constexpr int kPruneStopAfter = 4;
 // Rounding allowance of the bound, relative to the squared lengths it is computed from. The float32
 // bound's error is a few 1e-7 of them; 1e-5 keeps every row that could be the nearest.
 constexpr double kPruneSlack = 1e-5;
+// With faiss's rounding a measured distance may also fall below the exact one, by at most
+// (|q|^2 + |b|^2) times this per dimension plus a constant: the d-term sums of the product and the
+// norms (gamma_d each, d unit round-offs) and the formula's two operations. The allowance keeps
+// every row whose rounded distance could still be among the k smallest rounded ones.
+constexpr double kFaissSlackPerDim = 2.0 / 16777216.0;  // 2 u, u = 2^-24
+constexpr double kFaissSlackConst = 8.0 / 16777216.0;
+
+/// The k smallest of `rows` distance rows (nq x nb, row-major) offered to each query's TopK.
+void offer_rows(std::vector<TopK>& top, const float* rows, int64_t nq, int64_t nb) {
+  at::parallel_for(0, nq, 8, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      TopK& t = top[static_cast<std::size_t>(i)];
+      const float* row = rows + i * nb;
+      for (int64_t j = 0; j < nb; ++j)
+        if (row[j] < t.threshold()) t.offer(row[j]);
+    }
+  });
+}
 
 }  // namespace
 
 MemoryBank::MemoryBank(KnnOptions o) : opt_(std::move(o)) {
 #if !ADFW_HAVE_FAISS
   if (opt_.backend == "faiss") throw ConfigError("knn backend \"faiss\" asked for, but adfw was built without faiss");
+#endif
+#if !ADFW_HAVE_FAISS
+  if (opt_.arithmetic == "faiss")
+    throw ConfigError("knn arithmetic \"faiss\" asked for, but adfw was built without faiss; use \"direct\" or \"auto\"");
 #endif
   if (opt_.backend == "pruned" && (opt_.distance == "cosine" || opt_.fp16_bank))
     throw ConfigError("knn backend \"pruned\" needs distance squared_l2 or l2 and a float32 bank (fp16_bank = false); "
@@ -278,7 +306,7 @@ int64_t MemoryBank::dim() const { return bank_.defined() ? bank_.size(1) : 0; }
 std::string MemoryBank::backend_in_use() const {
   if (pruning_)
     return "pruned (exact; " + std::to_string(pruning_->dims) + " of " + std::to_string(dim()) +
-           " principal components in the bound)";
+           " principal components in the bound; " + pruning().arithmetic + " arithmetic)";
   return faiss_ ? "faiss" : "torch";
 }
 
@@ -290,6 +318,7 @@ KnnPruningStats MemoryBank::pruning() const {
   st.queries = pruning_->queries.load();
   st.exact = pruning_->exact.load();
   st.fallback_queries = pruning_->fallback_queries.load();
+  st.arithmetic = pruning_->rounding ? "faiss (" + pruning_->rounding->describe() + ")" : "direct";
   return st;
 }
 
@@ -360,6 +389,17 @@ void MemoryBank::index(const torch::Tensor& f) {
       p->max_centred_sq = std::max(p->max_centred_sq, rows.centred_sq.max().item<double>());
     }
     p->proj_sq = (p->proj * p->proj).sum(1);
+    if (opt_.arithmetic != "direct") {
+      std::string why;
+      p->rounding = L2Rounding::for_dim(d, &why);
+      if (!p->rounding && opt_.arithmetic == "faiss")
+        throw ConfigError("knn arithmetic \"faiss\": " + why + "; use \"direct\" or \"auto\"");
+      if (p->rounding) {
+        p->faiss_norms = torch::empty({n});
+        p->rounding->norms(f.data_ptr<float>(), n, p->faiss_norms.data_ptr<float>());
+        p->max_faiss_norm = p->faiss_norms.max().item<float>();
+      }
+    }
     pruning_ = std::move(p);
     return;
   }
@@ -438,18 +478,48 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
   const float* br = p.resid.data_ptr<float>();
   const float* bs = p.proj_sq.data_ptr<float>();
   float* od = out.data_ptr<float>();
+  // faiss's rounding: every measured pair as faiss's search of these m queries would round it.
+  std::unique_ptr<L2SearchRounding> faiss_round;
+  if (p.rounding)
+    faiss_round = std::make_unique<L2SearchRounding>(*p.rounding, qd, m, bd, p.faiss_norms.data_ptr<float>(), n);
+  // Queries [a, b) against the whole bank: faiss itself, or with faiss's rounding our own blocks
+  // (a faiss call on part of the queries could round differently from one on all of them).
+  const auto search_all = [&](int64_t a, int64_t b) {
+    if (!faiss_round) {
+      out.slice(0, a, b).copy_(search_full(q.slice(0, a, b)));
+      return;
+    }
+    for (int64_t q0 = a; q0 < b; q0 += kPruneQueryBlock) {
+      const int64_t q1 = std::min(b, q0 + kPruneQueryBlock);
+      std::vector<TopK> top;
+      for (int64_t i = q0; i < q1; ++i) top.push_back(TopK{od + i * k, k});
+      std::vector<float> rows(static_cast<std::size_t>((q1 - q0) * kPruneBankBlock));
+      for (int64_t b0 = 0; b0 < n; b0 += kPruneBankBlock) {
+        const int64_t b1 = std::min(n, b0 + kPruneBankBlock);
+        faiss_round->block(q0, q1, b0, b1, rows.data());
+        offer_rows(top, rows.data(), q1 - q0, b1 - b0);
+      }
+      // Rows of NaN never enter a TopK; faiss leaves its initial +inf there.
+      for (TopK& t : top)
+        for (int64_t l = t.filled; l < k; ++l) t.dist[l] = std::numeric_limits<float>::infinity();
+    }
+  };
   int64_t exact_total = 0, fallback = 0;
   for (int64_t q0 = 0; q0 < m; q0 += kPruneQueryBlock) {
     const int64_t q1 = std::min(m, q0 + kPruneQueryBlock), nq = q1 - q0;
     if (p.gave_up_in_a_row.load() >= kPruneStopAfter) {
-      out.slice(0, q0, m).copy_(search_full(q.slice(0, q0, m)));
+      search_all(q0, m);
       fallback += m - q0;
       break;
     }
     std::vector<float> slack(static_cast<std::size_t>(nq));
     for (int64_t i = 0; i < nq; ++i) {
       const double len = std::sqrt(double(qcs[q0 + i])) + std::sqrt(p.max_centred_sq);
-      slack[i] = static_cast<float>(kPruneSlack * len * len);
+      double tol = kPruneSlack * len * len;
+      if (faiss_round)
+        tol += (kFaissSlackPerDim * double(d) + kFaissSlackConst) *
+               (double(faiss_round->query_norm(q0 + i)) + double(p.max_faiss_norm));
+      slack[static_cast<std::size_t>(i)] = static_cast<float>(tol);
     }
     std::vector<TopK> top;
     for (int64_t i = 0; i < nq; ++i) top.push_back(TopK{od + (q0 + i) * k, k});
@@ -462,19 +532,35 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
       const float* g = dots.data_ptr<float>();
       at::parallel_for(0, nq, 8, [&](int64_t i0, int64_t i1) {
         int64_t count = 0;
+        int64_t pending[8];
+        float values[8];
         for (int64_t i = i0; i < i1; ++i) {
           TopK& t = top[static_cast<std::size_t>(i)];
           const float* row = g + i * nb;
           const float a = qs[q0 + i], ra = qr[q0 + i], tol = slack[static_cast<std::size_t>(i)];
           const float* qrow = qd + (q0 + i) * d;
+          int64_t np = 0;
+          // With faiss's rounding, candidates are measured eight at a time (the emulated products
+          // run as eight chains side by side); the threshold then lags by at most seven rows.
+          const auto flush = [&] {
+            faiss_round->distances(q0 + i, pending, np, values);
+            for (int64_t l = 0; l < np; ++l) t.offer(values[l]);
+            np = 0;
+          };
           for (int64_t j = 0; j < nb; ++j) {
             const float e = ra - br[b0 + j];
             const float bound = a + bs[b0 + j] - 2.f * row[j] + e * e;
             if (bound <= t.threshold() + tol) {
-              t.offer(squared_distance(qrow, bd + (b0 + j) * d, d));
               ++count;
+              if (!faiss_round) {
+                t.offer(squared_distance(qrow, bd + (b0 + j) * d, d));
+                continue;
+              }
+              pending[np++] = b0 + j;
+              if (np == 8) flush();
             }
           }
+          if (np) flush();
         }
         measured += count;
       });
@@ -484,7 +570,7 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
     for (const TopK& t : top) gave_up = gave_up || t.filled < k;
     if (gave_up) {
       // The bound does not separate these queries from the bank: one full distance block instead.
-      out.slice(0, q0, q1).copy_(search_full(q.slice(0, q0, q1)));
+      search_all(q0, q1);
       fallback += nq;
       ++p.gave_up_in_a_row;
     } else {

@@ -95,6 +95,7 @@ struct KnnOptions {
   bool fp16_bank = false;
   int64_t chunk = 8192;
   int64_t prune_dims = 0;
+  std::string arithmetic = "auto";
   template <class V>
   void fields(V& v) {
     v("k", k, "nearest neighbours averaged into a patch score (reference: anomaly_scorer_num_nn = 1)",
@@ -115,6 +116,12 @@ struct KnnOptions {
       "at most half the feature dimension) that hold 99% of the bank's variance. More prune more rows but cost more "
       "per row",
       Check::at_least(0));
+    v("arithmetic", arithmetic,
+      "pruned backend: how a measured distance is rounded. faiss: |q|^2 + |b|^2 - 2 q.b with the BLAS product, "
+      "as faiss's IndexFlatL2 (and so the reference) computes it, giving faiss's values bit for bit; direct: the sum "
+      "of squared differences (no cancellation; the last bits differ from faiss's); auto (default): faiss where adfw "
+      "has faiss and the BLAS's summation order could be matched, else direct",
+      Check::one_of({"auto", "faiss", "direct"}));
   }
 };
 
@@ -125,6 +132,7 @@ struct KnnPruningStats {
   int64_t queries = 0;          ///< queries answered by the bound
   int64_t exact = 0;            ///< bank rows measured exactly for them
   int64_t fallback_queries = 0; ///< queries of blocks where the bound pruned too little (searched in full)
+  std::string arithmetic;       ///< "faiss (<the BLAS order>)" or "direct"
 };
 
 class MemoryBank {
