@@ -287,8 +287,6 @@ void offer_rows(std::vector<TopK>& top, const float* rows, int64_t nq, int64_t n
 MemoryBank::MemoryBank(KnnOptions o) : opt_(std::move(o)) {
 #if !ADFW_HAVE_FAISS
   if (opt_.backend == "faiss") throw ConfigError("knn backend \"faiss\" asked for, but adfw was built without faiss");
-#endif
-#if !ADFW_HAVE_FAISS
   if (opt_.arithmetic == "faiss")
     throw ConfigError("knn arithmetic \"faiss\" asked for, but adfw was built without faiss; use \"direct\" or \"auto\"");
 #endif
