@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include "adfw/build_info.hpp"
+#include "adfw/git_commit.hpp"
 #include "adfw/core/command.hpp"
 #include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/error.hpp"

@@ -12,6 +12,7 @@
 #include <torch/version.h>
 
 #include "adfw/build_info.hpp"
+#include "adfw/git_commit.hpp"
 #include "adfw/core/clock.hpp"
 #include "adfw/core/cpu_allocator.hpp"
 #include "adfw/core/error.hpp"

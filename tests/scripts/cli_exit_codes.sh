@@ -16,6 +16,13 @@ expect() {  # expect <code> <stderr pattern> <args...>
   fi
 }
 expect 0 "" --version
+# The version names the commit the binary was built from: taken at build time, so a commit after
+# the last configure is not left out (env.json records the same string).
+if head=$(git -C "$src" rev-parse --short=12 HEAD 2> /dev/null); then
+  if ! "$adfw" --version | grep -qE "\($head(-dirty)?\)"; then
+    echo "FAILED: adfw --version does not name the source tree's commit $head: $("$adfw" --version)"; fail=1
+  fi
+fi
 expect 2 "usage: adfw"
 expect 2 "unknown command 'rn'. (did you mean 'run'?)" rn x.toml
 expect 2 "cannot open config file $work/none.toml" run "$work/none.toml"

@@ -51,6 +51,19 @@ while IFS= read -r exp; do
       echo "skipped: $exp (image folder: $dtd not found; set ADFW_SHARED)"; skipped=1; continue
     fi
   fi
+  # EfficientAD's penalty images (ImageNet in the paper; a folder of the shared material here): the
+  # file's ../shared is the project's default; ADFW_SHARED may put it elsewhere.
+  penalty=$("$adfw" config "$exp" --preset presets/smoke | sed -n "s/^ *penalty_folder = ['\"]\(.*\)['\"] *$/\1/p")
+  if [ -n "$penalty" ]; then
+    penalty=${penalty/#..\/shared/$shared}
+    if [ -d "$penalty" ]; then
+      extra+=(--set "method.penalty_folder=$penalty")
+    elif [ "${CI:-}" = true ]; then
+      echo "FAILED: $exp needs the penalty image folder $penalty"; status=1; continue
+    else
+      echo "skipped: $exp (penalty images: $penalty not found; set ADFW_SHARED)"; skipped=1; continue
+    fi
+  fi
   # EfficientAD's networks take 256-px images only (the method says so when they differ).
   if "$adfw" config "$exp" --preset presets/smoke | grep -E "^type = ['\"]efficientad['\"]" > /dev/null; then
     extra+=(--set input.resize=256)
