@@ -11,6 +11,17 @@ shared=${ADFW_SHARED:-$src/../shared}
 dtd="$shared/datasets/dtd_subset/images"
 status=0
 skipped=0
+# have <folder> <what>: true when the shared folder is there; otherwise the experiment fails under
+# CI=true and is skipped elsewhere (the caller goes on to the next experiment).
+have() {
+  [ -d "$1" ] && return 0
+  if [ "${CI:-}" = true ]; then
+    echo "FAILED: $exp needs $2 and $1 is missing"; status=1
+  else
+    echo "skipped: $exp ($2: $1 not found; set ADFW_SHARED)"; skipped=1
+  fi
+  return 1
+}
 while IFS= read -r exp; do
   # One experiment's run folders at a time: the trained methods' checkpoints (weights and optimiser
   # state, twice with the rerun) add up to tens of GB over all files on a small CI disk.
@@ -22,13 +33,8 @@ while IFS= read -r exp; do
   fi
   # Texture-based synthesizers read the DTD subset of the shared material.
   if "$adfw" config "$exp" --preset presets/smoke | sed -n '/^ *\[method\.synthesizer\]/,/^ *\[/p' | grep -E "^ *folder = ['\"].+['\"]" > /dev/null; then
-    if [ -d "$dtd" ]; then
-      extra+=(--set "method.synthesizer.folder=$dtd")
-    elif [ "${CI:-}" = true ]; then
-      echo "FAILED: $exp needs textures and $dtd is missing"; status=1; continue
-    else
-      echo "skipped: $exp (textures: $dtd not found; set ADFW_SHARED)"; skipped=1; continue
-    fi
+    have "$dtd" textures || continue
+    extra+=(--set "method.synthesizer.folder=$dtd")
   fi
   # DSR needs a pretrained VQ-VAE (a run of dsr_vq_pretrain.toml): an untrained one here.
   if "$adfw" config "$exp" --preset presets/smoke | grep -E "^ *vq_checkpoint = ['\"].+['\"]" > /dev/null; then
@@ -37,32 +43,22 @@ while IFS= read -r exp; do
   # VQ-VAE pretraining and teacher distillation read image folders: eight DTD images stand in for the
   # user's (the whole subset would take minutes of feature statistics).
   if "$adfw" config "$exp" --preset presets/smoke | grep -E "^ *folders = \[ *['\"]" > /dev/null; then
-    if [ -d "$dtd" ]; then
-      if [ ! -d "$work/folder" ]; then
-        mkdir -p "$work/folder"
-        # Through a file: `head` in a pipe would end `find` with SIGPIPE, which pipefail reports.
-        find "$dtd" -type f \( -name '*.jpg' -o -name '*.png' \) | sort > "$work/folder.txt"
-        while IFS= read -r f; do cp "$f" "$work/folder/"; done < <(sed -n '1,8p' "$work/folder.txt")
-      fi
-      extra+=(--set "method.folders=[\"$work/folder\"]")
-    elif [ "${CI:-}" = true ]; then
-      echo "FAILED: $exp needs an image folder and $dtd is missing"; status=1; continue
-    else
-      echo "skipped: $exp (image folder: $dtd not found; set ADFW_SHARED)"; skipped=1; continue
+    have "$dtd" "an image folder" || continue
+    if [ ! -d "$work/folder" ]; then
+      mkdir -p "$work/folder"
+      # Through a file: `head` in a pipe would end `find` with SIGPIPE, which pipefail reports.
+      find "$dtd" -type f \( -name '*.jpg' -o -name '*.png' \) | sort > "$work/folder.txt"
+      while IFS= read -r f; do cp "$f" "$work/folder/"; done < <(sed -n '1,8p' "$work/folder.txt")
     fi
+    extra+=(--set "method.folders=[\"$work/folder\"]")
   fi
   # EfficientAD's penalty images (ImageNet in the paper; a folder of the shared material here): the
   # file's ../shared is the project's default; ADFW_SHARED may put it elsewhere.
   penalty=$("$adfw" config "$exp" --preset presets/smoke | sed -n "s/^ *penalty_folder = ['\"]\(.*\)['\"] *$/\1/p")
   if [ -n "$penalty" ]; then
     penalty=${penalty/#..\/shared/$shared}
-    if [ -d "$penalty" ]; then
-      extra+=(--set "method.penalty_folder=$penalty")
-    elif [ "${CI:-}" = true ]; then
-      echo "FAILED: $exp needs the penalty image folder $penalty"; status=1; continue
-    else
-      echo "skipped: $exp (penalty images: $penalty not found; set ADFW_SHARED)"; skipped=1; continue
-    fi
+    have "$penalty" "penalty images" || continue
+    extra+=(--set "method.penalty_folder=$penalty")
   fi
   # EfficientAD's networks take 256-px images only (the method says so when they differ).
   if "$adfw" config "$exp" --preset presets/smoke | grep -E "^type = ['\"]efficientad['\"]" > /dev/null; then
