@@ -26,9 +26,14 @@ namespace {
 // about 1e6 on AVX-512 CPUs). Larger ones are on the blocked path every order below describes.
 constexpr int64_t kIdenticalCall = int64_t(1) << 24;
 
-// Eight pairs at a time: eight independent chains keep the multiply-add units busy although each
-// chain is sequential.
-constexpr int64_t kLanes = 8;
+constexpr int64_t kLanes = L2Rounding::kLanes;
+
+/// faiss's distance from its parts: dis = x_norm + y_norm - 2 ip, negative values (round-off of
+/// identical vectors) set to 0 (exhaustive_L2sqr_blas).
+inline float faiss_l2(float x_norm, float y_norm, float ip) {
+  const float dis = x_norm + y_norm - 2 * ip;
+  return dis < 0 ? 0.f : dis;
+}
 
 #define ADFW_DOT_KERNEL(FMA_EXPR)                                                             \
   for (int64_t c0 = 0; c0 < count; c0 += kLanes) {                                            \
@@ -185,7 +190,7 @@ std::shared_ptr<const L2Rounding> L2Rounding::for_dim(int64_t d, std::string* wh
 
 L2SearchRounding::L2SearchRounding(const L2Rounding& r, const float* queries, int64_t m, const float* bank,
                                    const float* bank_norms, int64_t n)
-    : r_(r), q_(queries), b_(bank), b_norms_(bank_norms), m_(m), n_(n), d_(r.dim()) {
+    : r_(r), q_(queries), b_(bank), b_norms_(bank_norms), n_(n), d_(r.dim()) {
   q_norms_.resize(static_cast<std::size_t>(m));
   r.norms(queries, m, q_norms_.data());
   // faiss/utils/distances.cpp knn_L2sqr: fewer queries than the threshold go pair by pair.
@@ -208,13 +213,12 @@ L2SearchRounding::L2SearchRounding(const L2Rounding& r, const float* queries, in
   }
 }
 
-const float* L2SearchRounding::small_product(int64_t i, int64_t j, int64_t* stride, int64_t* offset) const {
+const float* L2SearchRounding::small_element(int64_t i, int64_t j) const {
   const int64_t qi = i / qbs_, bj = j / bbs_;
   const std::vector<float>& c = small_[static_cast<std::size_t>(qi * b_blocks_ + bj)];
   if (c.empty()) return nullptr;
-  *stride = std::min(bbs_, n_ - bj * bbs_);
-  *offset = (i - qi * qbs_) * *stride + (j - bj * bbs_);
-  return c.data();
+  const int64_t stride = std::min(bbs_, n_ - bj * bbs_);  // the block's bank rows (column-major product)
+  return c.data() + (i - qi * qbs_) * stride + (j - bj * bbs_);
 }
 
 void L2SearchRounding::distances(int64_t i, const int64_t* js, int64_t count, float* out) const {
@@ -228,20 +232,14 @@ void L2SearchRounding::distances(int64_t i, const int64_t* js, int64_t count, fl
   float ip[kLanes];
   int64_t pending = 0;
   const float xn = q_norms_[static_cast<std::size_t>(i)];
-  // faiss: dis = x_norm + y_norm - 2 ip, negative values (round-off of identical vectors) set to 0.
-  const auto finish = [&](int64_t c, int64_t j, float p) {
-    float dis = xn + b_norms_[j] - 2 * p;
-    out[c] = dis < 0 ? 0.f : dis;
-  };
   const auto flush = [&] {
     r_.dots(q, rows, pending, ip);
-    for (int64_t l = 0; l < pending; ++l) finish(where[l], js[where[l]], ip[l]);
+    for (int64_t l = 0; l < pending; ++l) out[where[l]] = faiss_l2(xn, b_norms_[js[where[l]]], ip[l]);
     pending = 0;
   };
   for (int64_t c = 0; c < count; ++c) {
-    int64_t stride = 0, offset = 0;
-    if (const float* small = small_product(i, js[c], &stride, &offset)) {
-      finish(c, js[c], small[offset]);
+    if (const float* small = small_element(i, js[c])) {
+      out[c] = faiss_l2(xn, b_norms_[js[c]], *small);
       continue;
     }
     rows[pending] = b_ + js[c] * d_;
@@ -266,11 +264,8 @@ void L2SearchRounding::block(int64_t q0, int64_t q1, int64_t b0, int64_t b1, flo
     const float xn = q_norms_[static_cast<std::size_t>(i)];
     float* row = out + (i - q0) * nb;
     for (int64_t j = b0; j < b1; ++j) {
-      int64_t stride = 0, offset = 0;
-      const float* small = small_product(i, j, &stride, &offset);
-      const float p = small ? small[offset] : row[j - b0];
-      float dis = xn + b_norms_[j] - 2 * p;
-      row[j - b0] = dis < 0 ? 0.f : dis;
+      const float* small = small_element(i, j);
+      row[j - b0] = faiss_l2(xn, b_norms_[j], small ? *small : row[j - b0]);
     }
   }
 }
@@ -286,8 +281,10 @@ std::shared_ptr<const L2Rounding> L2Rounding::for_dim(int64_t, std::string* why)
 
 L2SearchRounding::L2SearchRounding(const L2Rounding& r, const float* queries, int64_t m, const float* bank,
                                    const float* bank_norms, int64_t n)
-    : r_(r), q_(queries), b_(bank), b_norms_(bank_norms), m_(m), n_(n), d_(r.dim()), sequential_(true) {}
-const float* L2SearchRounding::small_product(int64_t, int64_t, int64_t*, int64_t*) const { return nullptr; }
+    : r_(r), q_(queries), b_(bank), b_norms_(bank_norms), n_(n), d_(r.dim()), sequential_(true) {
+  (void)m;
+}
+const float* L2SearchRounding::small_element(int64_t, int64_t) const { return nullptr; }
 void L2SearchRounding::distances(int64_t, const int64_t*, int64_t, float*) const {}
 void L2SearchRounding::block(int64_t, int64_t, int64_t, int64_t, float*) const {}
 

@@ -530,16 +530,16 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
       const float* g = dots.data_ptr<float>();
       at::parallel_for(0, nq, 8, [&](int64_t i0, int64_t i1) {
         int64_t count = 0;
-        int64_t pending[8];
-        float values[8];
+        int64_t pending[L2Rounding::kLanes];
+        float values[L2Rounding::kLanes];
         for (int64_t i = i0; i < i1; ++i) {
           TopK& t = top[static_cast<std::size_t>(i)];
           const float* row = g + i * nb;
           const float a = qs[q0 + i], ra = qr[q0 + i], tol = slack[static_cast<std::size_t>(i)];
           const float* qrow = qd + (q0 + i) * d;
           int64_t np = 0;
-          // With faiss's rounding, candidates are measured eight at a time (the emulated products
-          // run as eight chains side by side); the threshold then lags by at most seven rows.
+          // With faiss's rounding, candidates are measured kLanes (8) at a time (the emulated
+          // products run as chains side by side); the threshold then lags by at most seven rows.
           const auto flush = [&] {
             faiss_round->distances(q0 + i, pending, np, values);
             for (int64_t l = 0; l < np; ++l) t.offer(values[l]);
@@ -555,7 +555,7 @@ torch::Tensor MemoryBank::search_pruned(const torch::Tensor& q) const {
                 continue;
               }
               pending[np++] = b0 + j;
-              if (np == 8) flush();
+              if (np == L2Rounding::kLanes) flush();
             }
           }
           if (np) flush();

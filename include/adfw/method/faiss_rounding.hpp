@@ -29,12 +29,16 @@ namespace adfw {
 
 class L2Rounding {
  public:
+  /// Pairs per dots() kernel pass: eight independent chains keep the multiply-add units busy
+  /// although each chain is sequential. Callers that batch pairs use the same count.
+  static constexpr int64_t kLanes = 8;
+
   /// The BLAS rounding order for products of length `d`, found on first use and cached; nullptr
   /// (with the reason in *why) when adfw was built without faiss or no known order matches.
   static std::shared_ptr<const L2Rounding> for_dim(int64_t d, std::string* why = nullptr);
 
   int64_t dim() const { return d_; }
-  /// "sgemm blocks 320+512+192, fused multiply-add" (for logs and run records).
+  /// "sgemm blocks 320+320+192+192, fused multiply-add" (for logs and run records).
   std::string describe() const;
   /// faiss::fvec_norms_L2sqr of n rows.
   void norms(const float* x, int64_t n, float* out) const;
@@ -65,12 +69,13 @@ class L2SearchRounding {
   float query_norm(int64_t i) const { return q_norms_[static_cast<std::size_t>(i)]; }
 
  private:
-  const float* small_product(int64_t i, int64_t j, int64_t* stride, int64_t* offset) const;
+  /// The product q_i.b_j from faiss's identical sgemm call when (i, j) lies in a small block, else null.
+  const float* small_element(int64_t i, int64_t j) const;
   const L2Rounding& r_;
   const float* q_;
   const float* b_;
   const float* b_norms_;
-  int64_t m_, n_, d_;
+  int64_t n_, d_;
   bool sequential_;            // fewer queries than faiss's BLAS threshold: direct differences
   int64_t qbs_ = 1, bbs_ = 1;  // faiss's query and bank block sizes
   int64_t q_blocks_ = 0, b_blocks_ = 0;
